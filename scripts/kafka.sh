@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka 4.x broker (KRaft: broker and controller in one JVM) on 127.0.0.1,
+# built from jars that Maven fetches from Maven Central and caches.
+#
+#   scripts/kafka.sh start    format a fresh log directory, start the broker, wait until it accepts
+#                             clients, print the bootstrap address and the log file
+#   scripts/kafka.sh stop     shut the broker down cleanly (SIGTERM, then wait for the JVM to exit)
+#   scripts/kafka.sh status   say whether it runs (exit 0 if it does, 3 if not)
+#   scripts/kafka.sh fetch    only resolve and cache the jars
+#
+# Environment:
+#   KAFKA_PORT             client (PLAINTEXT) port, default 9092
+#   KAFKA_CONTROLLER_PORT  KRaft controller port, default KAFKA_PORT + 1
+#   KAFKA_VERSION          Apache Kafka version from Maven Central, default 4.2.1
+#   KAFKA_HEAP_OPTS        JVM heap flags, default "-Xms512m -Xmx1g"
+#   KAFKA_START_TIMEOUT    seconds to wait for readiness, default 60
+#   KSTREAMS_KAFKA_DIR     where the broker's config, data, logs and pid live, default <repo>/.kafka
+#   KSTREAMS_CACHE_DIR     where the jars are cached, default ~/.cache/kstreams
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+port=${KAFKA_PORT:-9092}
+cport=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
+version=${KAFKA_VERSION:-4.2.1}
+log4j_version=${KAFKA_LOG4J_VERSION:-2.25.4}
+heap=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
+timeout=${KAFKA_START_TIMEOUT:-60}
+home=${KSTREAMS_KAFKA_DIR:-$repo/.kafka}
+cache=${KSTREAMS_CACHE_DIR:-$HOME/.cache/kstreams}
+lib=$cache/kafka-$version/lib
+pidfile=$home/broker.pid
+logfile=$home/logs/server.log
+
+say() { echo "kafka.sh: $*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+running_pid() {
+    [ -f "$pidfile" ] || return 1
+    local pid
+    pid=$(cat "$pidfile" 2>/dev/null) || return 1
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    # Guard against a recycled pid that now belongs to something else.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafka\.Kafka' || return 1
+    echo "$pid"
+}
+
+port_in_use() {
+    # Something accepts connections on the port, or the kernel already has it bound.
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    if command -v ss >/dev/null 2>&1; then
+        ss -Htln "sport = :$1" 2>/dev/null | grep -q . && return 0
+    fi
+    return 1
+}
+
+fetch() {
+    if [ -f "$lib/.complete" ]; then
+        return 0
+    fi
+    command -v java >/dev/null || die "java not found; install a JDK 17+ (Debian: openjdk-17-jre-headless)"
+    command -v mvn >/dev/null || die "mvn not found; install Maven (Debian: maven)"
+    say "resolving Apache Kafka $version from Maven Central into $lib"
+    rm -rf "$lib"
+    mkdir -p "$lib"
+    mvn -B -q -f "$repo/scripts/kafka/pom.xml" \
+        -Dkafka.version="$version" -Dlog4j.version="$log4j_version" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$lib" >&2 \
+        || die "Maven could not resolve org.apache.kafka:kafka_2.13:$version (is Maven Central reachable?)"
+    ls "$lib"/kafka_2.13-"$version".jar >/dev/null 2>&1 || die "Maven finished but kafka_2.13-$version.jar is missing from $lib"
+    touch "$lib/.complete"
+}
+
+write_config() {
+    mkdir -p "$home/data" "$home/logs"
+    cat >"$home/server.properties" <<EOF
+# Written by scripts/kafka.sh: one node that is both broker and KRaft controller.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$home/data
+
+# One broker: every internal topic has one replica, or groups and transactions never work.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+default.replication.factor=1
+min.insync.replicas=1
+
+# Deterministic partition counts: applications create their topics through the Admin API.
+auto.create.topics.enable=false
+num.partitions=1
+group.initial.rebalance.delay.ms=0
+EOF
+    cat >"$home/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $logfile
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.controller.name = org.apache.kafka.controller
+logger.controller.level = INFO
+EOF
+}
+
+start() {
+    if pid=$(running_pid); then
+        die "a broker started from $home already runs (pid $pid); run 'scripts/kafka.sh stop' first"
+    fi
+    for p in "$port" "$cport"; do
+        if port_in_use "$p"; then
+            die "port $p on 127.0.0.1 is already in use; stop whatever holds it or choose another with KAFKA_PORT=<port> (controller: KAFKA_CONTROLLER_PORT)"
+        fi
+    done
+    fetch
+    local began
+    began=$(date +%s%N)
+    rm -rf "$home/data" "$home/logs"
+    write_config
+
+    # A cluster id is a base64url-encoded random 16-byte UUID (what StorageTool random-uuid prints);
+    # making it here saves one JVM start.
+    local cluster_id
+    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    java -Xmx256m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$lib/*" \
+        kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$home/server.properties" \
+        >"$home/logs/format.log" 2>&1 || { cat "$home/logs/format.log" >&2; die "formatting $home/data failed"; }
+
+    # setsid: the broker must outlive this script and not receive the caller's terminal signals.
+    # shellcheck disable=SC2086
+    setsid java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+        -Dlog4j2.configurationFile="$home/log4j2.properties" \
+        -cp "$lib/*" kafka.Kafka "$home/server.properties" \
+        >"$home/logs/stdout.log" 2>&1 </dev/null &
+    local pid=$!
+    echo "$pid" >"$pidfile"
+
+    local deadline=$(( $(date +%s) + timeout ))
+    until grep -q 'Kafka Server started' "$logfile" 2>/dev/null; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            rm -f "$pidfile"
+            say "the broker exited during start-up; last lines of its logs:"
+            tail -n 20 "$home/logs/stdout.log" "$logfile" >&2 2>/dev/null || true
+            if grep -qi 'Address already in use' "$home/logs/stdout.log" "$logfile" 2>/dev/null; then
+                die "port $port or $cport on 127.0.0.1 is already in use; choose another with KAFKA_PORT=<port>"
+            fi
+            die "broker failed to start (log: $logfile)"
+        fi
+        if [ "$(date +%s)" -ge "$deadline" ]; then
+            say "the broker did not become ready within ${timeout}s; last lines of $logfile:"
+            tail -n 20 "$logfile" >&2 2>/dev/null || true
+            stop >/dev/null 2>&1 || true
+            die "broker start timed out (raise KAFKA_START_TIMEOUT to wait longer)"
+        fi
+        sleep 0.2
+    done
+    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do sleep 0.1; done
+    local ms=$(( ($(date +%s%N) - began) / 1000000 ))
+    say "Apache Kafka $version ready in ${ms} ms (pid $pid)"
+    echo "bootstrap.servers=127.0.0.1:$port"
+    echo "log=$logfile"
+}
+
+stop() {
+    local pid
+    if ! pid=$(running_pid); then
+        rm -f "$pidfile"
+        say "no broker runs from $home"
+        return 0
+    fi
+    kill -TERM "$pid"
+    local i
+    for i in $(seq 1 300); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "broker (pid $pid) still running 30 s after SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        sleep 0.2
+    fi
+    rm -f "$pidfile"
+    say "broker stopped (pid $pid)"
+}
+
+status() {
+    local pid
+    if pid=$(running_pid); then
+        echo "running: pid $pid, bootstrap.servers=127.0.0.1:$port, log=$logfile"
+        return 0
+    fi
+    echo "not running"
+    return 3
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    status) status ;;
+    fetch) fetch; echo "$lib" ;;
+    *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+esac

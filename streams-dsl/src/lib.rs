@@ -1,0 +1,1 @@
+//! The kstreams DSL: `StreamsBuilder`, `KStream`, `KTable` and their operators.
