@@ -1,0 +1,532 @@
+//! Window and session stores on RocksDB: one database per store, one column family per time
+//! segment.
+//!
+//! A record belongs to segment `time.div_euclid(segment_interval)` (window start, or session end).
+//! When the observed stream time moves the retention floor past a segment, the whole column family
+//! is dropped. Keys inside a segment use the encodings of [`crate::keys`], so one key's entries are
+//! contiguous and ordered by time.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
+
+use super::{ensure_dir, restore_write_options, rocks_error, write_options, RocksDbMemory};
+use crate::error::{Result, StoreError};
+use crate::keys;
+use crate::store::{
+    retention_floor, ChangelogRecord, SessionBytesStore, SessionIter, SessionWindow, StateStore,
+    WindowBytesStore, WindowIter, WindowedKey, WindowedKeyValueIter,
+};
+
+/// Where the observed stream time is kept across restarts (in the default column family).
+const OBSERVED_KEY: &[u8] = b"kstreams.observed-stream-time";
+const SEGMENT_PREFIX: &str = "segment.";
+
+/// The segment bookkeeping shared by window and session stores.
+struct Segments {
+    name: String,
+    path: PathBuf,
+    db: Option<DB>,
+    options: Options,
+    interval: i64,
+    retention: i64,
+    observed: i64,
+    live: BTreeSet<i64>,
+}
+
+impl Segments {
+    fn open(
+        name: String,
+        path: PathBuf,
+        memory: &RocksDbMemory,
+        retention: i64,
+        interval: i64,
+    ) -> Result<Self> {
+        if retention < 0 || interval <= 0 {
+            return Err(StoreError::Config {
+                store: name,
+                reason: format!(
+                    "retention must be >= 0 and the segment interval > 0 (got {retention} ms and {interval} ms)"
+                ),
+            });
+        }
+        ensure_dir(&path)?;
+        let options = memory.options();
+        // A database that does not exist yet has only the default column family.
+        let families = DB::list_cf(&options, &path).unwrap_or_else(|_| vec!["default".to_owned()]);
+        let db =
+            DB::open_cf(&options, &path, &families).map_err(|e| rocks_error(&name, &path, e))?;
+        let live = families
+            .iter()
+            .filter_map(|f| f.strip_prefix(SEGMENT_PREFIX)?.parse().ok())
+            .collect();
+        let observed =
+            match db
+                .get(OBSERVED_KEY)
+                .map_err(|e| rocks_error(&name, &path, e))?
+            {
+                Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                    StoreError::Config {
+                        store: name.clone(),
+                        reason: format!(
+                            "the stored stream time in {} is malformed",
+                            path.display()
+                        ),
+                    }
+                })?),
+                None => i64::MIN,
+            };
+        Ok(Segments {
+            name,
+            path,
+            db: Some(db),
+            options,
+            interval,
+            retention,
+            observed,
+            live,
+        })
+    }
+
+    fn db(&self) -> Result<&DB> {
+        self.db.as_ref().ok_or_else(|| StoreError::Closed {
+            store: self.name.clone(),
+        })
+    }
+
+    fn err(&self, e: rocksdb::Error) -> StoreError {
+        rocks_error(&self.name, &self.path, e)
+    }
+
+    fn segment_of(&self, time: i64) -> i64 {
+        time.div_euclid(self.interval)
+    }
+
+    fn family(id: i64) -> String {
+        format!("{SEGMENT_PREFIX}{id}")
+    }
+
+    fn floor(&self) -> i64 {
+        retention_floor(self.observed, self.retention)
+    }
+
+    /// Moves the observed stream time to at least `time` and drops segments that fell below the
+    /// retention floor.
+    fn advance_to(&mut self, time: i64) -> Result<()> {
+        if time <= self.observed {
+            return Ok(());
+        }
+        self.observed = time;
+        let min_live = self.segment_of(self.floor());
+        let expired: Vec<i64> = self.live.range(..min_live).copied().collect();
+        for id in expired {
+            let db = self.db.as_mut().ok_or_else(|| StoreError::Closed {
+                store: self.name.clone(),
+            })?;
+            db.drop_cf(&Self::family(id))
+                .map_err(|e| rocks_error(&self.name, &self.path, e))?;
+            self.live.remove(&id);
+            tracing::debug!(store = %self.name, segment = id, "dropped an expired segment");
+        }
+        Ok(())
+    }
+
+    /// Creates the segment holding `time` if it does not exist; returns its id.
+    fn segment_for_write(&mut self, time: i64) -> Result<i64> {
+        let id = self.segment_of(time);
+        let family = Self::family(id);
+        if !self.live.contains(&id) {
+            let db = self.db.as_mut().ok_or_else(|| StoreError::Closed {
+                store: self.name.clone(),
+            })?;
+            db.create_cf(&family, &self.options)
+                .map_err(|e| rocks_error(&self.name, &self.path, e))?;
+            self.live.insert(id);
+        }
+        Ok(id)
+    }
+
+    fn handle(&self, id: i64) -> Result<&ColumnFamily> {
+        self.db()?
+            .cf_handle(&Self::family(id))
+            .ok_or_else(|| StoreError::Config {
+                store: self.name.clone(),
+                reason: format!("segment {id} is missing from {}", self.path.display()),
+            })
+    }
+
+    /// Live segments that may hold times in `[from, to]`.
+    fn segments_between(&self, from: i64, to: i64) -> Vec<i64> {
+        if from > to {
+            return Vec::new();
+        }
+        self.live
+            .range(self.segment_of(from)..=self.segment_of(to))
+            .copied()
+            .collect()
+    }
+
+    /// Entries of segment `id` with `lower <= key < upper`, in key order.
+    fn scan(
+        &self,
+        id: i64,
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+    ) -> Result<impl Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + '_> {
+        let db = self.db()?;
+        let cf = self.handle(id)?;
+        let mut options = ReadOptions::default();
+        if let Some(upper) = upper {
+            options.set_iterate_upper_bound(upper);
+        }
+        Ok(db
+            .iterator_cf_opt(cf, options, IteratorMode::From(lower, Direction::Forward))
+            .map(move |item| {
+                item.map(|(k, v)| (k.into_vec(), v.into_vec()))
+                    .map_err(|e| self.err(e))
+            }))
+    }
+
+    fn write(&mut self, time: i64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.advance_to(time)?;
+        if time < self.floor() {
+            tracing::trace!(store = %self.name, time, "dropping a write to an expired segment");
+            return Ok(());
+        }
+        match value {
+            Some(value) => {
+                let id = self.segment_for_write(time)?;
+                let cf = self.handle(id)?;
+                self.db()?
+                    .put_cf_opt(cf, key, value, &write_options())
+                    .map_err(|e| self.err(e))
+            }
+            None => {
+                let id = self.segment_of(time);
+                if !self.live.contains(&id) {
+                    return Ok(());
+                }
+                let cf = self.handle(id)?;
+                self.db()?
+                    .delete_cf_opt(cf, key, &write_options())
+                    .map_err(|e| self.err(e))
+            }
+        }
+    }
+
+    fn get(&self, time: i64, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let id = self.segment_of(time);
+        if time < self.floor() || !self.live.contains(&id) {
+            return Ok(None);
+        }
+        self.db()?
+            .get_cf(self.handle(id)?, key)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies changelog records whose time `time_of` extracts; records that the batch's own
+    /// stream time expires are skipped, which leaves the same state as applying them one by one.
+    fn restore(
+        &mut self,
+        records: &[ChangelogRecord],
+        time_of: impl Fn(&[u8]) -> Option<i64>,
+        kind: &str,
+    ) -> Result<()> {
+        let mut times = Vec::with_capacity(records.len());
+        for record in records {
+            let time = time_of(&record.key).ok_or_else(|| StoreError::CorruptChangelog {
+                store: self.name.clone(),
+                offset: record.offset,
+                reason: format!(
+                    "the key is not a valid {kind} key ({} bytes)",
+                    record.key.len()
+                ),
+            })?;
+            times.push(time);
+        }
+        if let Some(max) = times.iter().copied().max() {
+            self.advance_to(max)?;
+        }
+        let floor = self.floor();
+        for (record, time) in records.iter().zip(&times) {
+            if *time >= floor && record.value.is_some() {
+                self.segment_for_write(*time)?;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for (record, time) in records.iter().zip(times) {
+            if time < floor {
+                continue;
+            }
+            let id = self.segment_of(time);
+            if !self.live.contains(&id) {
+                continue; // a deletion in a segment that never held data
+            }
+            let cf = self.handle(id)?;
+            match &record.value {
+                Some(value) => batch.put_cf(cf, &record.key, value),
+                None => batch.delete_cf(cf, &record.key),
+            }
+        }
+        self.db()?
+            .write_opt(batch, &restore_write_options())
+            .map_err(|e| self.err(e))
+    }
+
+    fn persist_observed(&self) -> Result<()> {
+        self.db()?
+            .put_opt(OBSERVED_KEY, self.observed.to_be_bytes(), &write_options())
+            .map_err(|e| self.err(e))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        self.persist_observed()?;
+        self.db()?.flush_wal(true).map_err(|e| self.err(e))
+    }
+
+    fn flush_memtables(&mut self) -> Result<()> {
+        self.persist_observed()?;
+        let db = self.db()?;
+        db.flush().map_err(|e| self.err(e))?;
+        for id in &self.live {
+            db.flush_cf(self.handle(*id)?).map_err(|e| self.err(e))?;
+        }
+        Ok(())
+    }
+
+    fn close(&mut self) -> Result<()> {
+        if self.db.is_some() {
+            self.flush()?;
+            self.db = None;
+        }
+        Ok(())
+    }
+}
+
+/// The default segment interval for a retention period: half of it, at least one minute.
+pub fn default_segment_interval(retention_ms: i64) -> i64 {
+    (retention_ms / 2).max(60_000)
+}
+
+/// A persistent window store.
+pub struct RocksDbWindowStore {
+    segments: Segments,
+}
+
+impl std::fmt::Debug for RocksDbWindowStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbWindowStore")
+            .field("name", &self.segments.name)
+            .field("path", &self.segments.path)
+            .field("segments", &self.segments.live)
+            .finish()
+    }
+}
+
+impl RocksDbWindowStore {
+    /// Opens (creating if needed) a window store keeping windows `retention_ms` after their
+    /// start, in segments of `segment_interval_ms`.
+    pub fn open(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+        segment_interval_ms: i64,
+    ) -> Result<Self> {
+        Ok(RocksDbWindowStore {
+            segments: Segments::open(
+                name.into(),
+                path.into(),
+                memory,
+                retention_ms,
+                segment_interval_ms,
+            )?,
+        })
+    }
+
+    /// The number of live segments (column families holding data).
+    pub fn segment_count(&self) -> usize {
+        self.segments.live.len()
+    }
+}
+
+impl StateStore for RocksDbWindowStore {
+    fn name(&self) -> &str {
+        &self.segments.name
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.segments.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.segments.close()
+    }
+    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+        self.segments.restore(
+            records,
+            |k| keys::decode_window_key(k).map(|w| w.start),
+            "window",
+        )
+    }
+    fn restore_complete(&mut self) -> Result<()> {
+        self.segments.flush_memtables()
+    }
+}
+
+impl WindowBytesStore for RocksDbWindowStore {
+    fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> Result<()> {
+        self.segments
+            .write(window_start, &keys::window_key(key, window_start), value)
+    }
+    fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
+        self.segments
+            .get(window_start, &keys::window_key(key, window_start))
+    }
+    fn fetch_range(&self, key: &[u8], time_from: i64, time_to: i64) -> Result<WindowIter<'_>> {
+        let from = time_from.max(self.segments.floor());
+        let lower = keys::window_key(key, from);
+        let mut upper = keys::window_key(key, time_to);
+        upper.push(0);
+        let mut out = Vec::new();
+        for id in self.segments.segments_between(from, time_to) {
+            for item in self.segments.scan(id, &lower, Some(upper.clone()))? {
+                let (k, v) = item?;
+                if let Some(wk) = keys::decode_window_key(&k) {
+                    out.push(Ok((wk.start, v)));
+                }
+            }
+        }
+        Ok(Box::new(out.into_iter()))
+    }
+    fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<WindowedKeyValueIter<'_>> {
+        let from = time_from.max(self.segments.floor());
+        let mut out: Vec<(WindowedKey, Vec<u8>)> = Vec::new();
+        for id in self.segments.segments_between(from, time_to) {
+            for item in self.segments.scan(id, &[], None)? {
+                let (k, v) = item?;
+                if let Some(wk) = keys::decode_window_key(&k) {
+                    if (from..=time_to).contains(&wk.start) {
+                        out.push((wk, v));
+                    }
+                }
+            }
+        }
+        out.sort_by(|(a, _), (b, _)| (a.start, &a.key).cmp(&(b.start, &b.key)));
+        Ok(Box::new(out.into_iter().map(Ok)))
+    }
+    fn retention_ms(&self) -> i64 {
+        self.segments.retention
+    }
+    fn observed_stream_time(&self) -> i64 {
+        self.segments.observed
+    }
+}
+
+/// A persistent session store, segmented by session end.
+pub struct RocksDbSessionStore {
+    segments: Segments,
+}
+
+impl std::fmt::Debug for RocksDbSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksDbSessionStore")
+            .field("name", &self.segments.name)
+            .field("path", &self.segments.path)
+            .field("segments", &self.segments.live)
+            .finish()
+    }
+}
+
+impl RocksDbSessionStore {
+    /// Opens (creating if needed) a session store keeping sessions `retention_ms` after they end,
+    /// in segments of `segment_interval_ms`.
+    pub fn open(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+        segment_interval_ms: i64,
+    ) -> Result<Self> {
+        Ok(RocksDbSessionStore {
+            segments: Segments::open(
+                name.into(),
+                path.into(),
+                memory,
+                retention_ms,
+                segment_interval_ms,
+            )?,
+        })
+    }
+}
+
+impl StateStore for RocksDbSessionStore {
+    fn name(&self) -> &str {
+        &self.segments.name
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn flush(&mut self) -> Result<()> {
+        self.segments.flush()
+    }
+    fn close(&mut self) -> Result<()> {
+        self.segments.close()
+    }
+    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+        self.segments.restore(
+            records,
+            |k| keys::decode_session_key(k).map(|s| s.window.end),
+            "session",
+        )
+    }
+    fn restore_complete(&mut self) -> Result<()> {
+        self.segments.flush_memtables()
+    }
+}
+
+impl SessionBytesStore for RocksDbSessionStore {
+    fn find_sessions(
+        &self,
+        key: &[u8],
+        earliest_session_end: i64,
+        latest_session_start: i64,
+    ) -> Result<SessionIter<'_>> {
+        let from_end = earliest_session_end.max(self.segments.floor());
+        let mut lower = keys::entries_of_key(key);
+        lower.extend_from_slice(&keys::encode_time(from_end));
+        let upper = crate::store::prefix_upper_bound(&keys::entries_of_key(key));
+        let mut out = Vec::new();
+        for id in self.segments.segments_between(from_end, i64::MAX) {
+            for item in self.segments.scan(id, &lower, upper.clone())? {
+                let (k, v) = item?;
+                if let Some(sk) = keys::decode_session_key(&k) {
+                    if sk.key == key && sk.window.start <= latest_session_start {
+                        out.push(Ok((sk, v)));
+                    }
+                }
+            }
+        }
+        Ok(Box::new(out.into_iter()))
+    }
+    fn fetch_session(&self, key: &[u8], window: SessionWindow) -> Result<Option<Vec<u8>>> {
+        self.segments
+            .get(window.end, &keys::session_key(key, window))
+    }
+    fn put(&mut self, key: &[u8], window: SessionWindow, value: &[u8]) -> Result<()> {
+        self.segments
+            .write(window.end, &keys::session_key(key, window), Some(value))
+    }
+    fn remove(&mut self, key: &[u8], window: SessionWindow) -> Result<()> {
+        self.segments
+            .write(window.end, &keys::session_key(key, window), None)
+    }
+    fn retention_ms(&self) -> i64 {
+        self.segments.retention
+    }
+    fn observed_stream_time(&self) -> i64 {
+        self.segments.observed
+    }
+}

@@ -1,0 +1,204 @@
+//! Restoration, checkpoints and task locks, as the runtime will use them.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use state_stores::changelog::{Changelog, MemoryChangelog};
+use state_stores::checkpoint::Checkpoint;
+use state_stores::keys;
+use state_stores::metering::StoreMetrics;
+use state_stores::state_dir::StateDirectory;
+use state_stores::{
+    ChangelogRecord, KeyValueBytesStore, RocksDbMemory, StateStore, StoreBuilder, StoreError,
+};
+
+const TOPIC: &str = "app-counts-changelog";
+
+fn logged(
+    dir: &std::path::Path,
+    memory: &RocksDbMemory,
+    log: &std::sync::Arc<MemoryChangelog>,
+) -> Box<dyn KeyValueBytesStore> {
+    StoreBuilder::rocksdb("counts", dir, memory)
+        .with_logging(Changelog {
+            topic: TOPIC.into(),
+            partition: 0,
+            sink: log.clone(),
+        })
+        .build_key_value()
+        .expect("open store")
+}
+
+fn contents(store: &dyn KeyValueBytesStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    store
+        .all()
+        .expect("all")
+        .map(|r| r.expect("entry"))
+        .collect()
+}
+
+/// A restarted task reads its checkpoint and restores only the changelog records after it.
+#[test]
+fn reopening_with_a_checkpoint_restores_only_the_tail() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let state = StateDirectory::new(root.path(), "app").expect("state dir");
+    let memory = RocksDbMemory::new(32 << 20).expect("budget");
+    let log = MemoryChangelog::new();
+    let mut oracle = BTreeMap::new();
+
+    // Run 1: write, commit (flush + checkpoint), write more, then stop without a checkpoint.
+    {
+        let task = state.lock_task("0_0").expect("lock");
+        let mut store = logged(&task.store_path("counts"), &memory, &log);
+        for i in 0..1000u32 {
+            let (k, v) = (
+                format!("k{}", i % 300).into_bytes(),
+                i.to_be_bytes().to_vec(),
+            );
+            store.put(&k, &v).expect("put");
+            oracle.insert(k, v);
+        }
+        store.flush().expect("flush");
+        let mut checkpoint = Checkpoint::new();
+        checkpoint.set(TOPIC, 0, log.records().len() as i64);
+        task.write_checkpoint(&checkpoint).expect("checkpoint");
+        for i in 1000..1250u32 {
+            let k = format!("k{}", i % 400).into_bytes();
+            if i % 7 == 0 {
+                store.delete(&k).expect("delete");
+                oracle.remove(&k);
+            } else {
+                let v = i.to_be_bytes().to_vec();
+                store.put(&k, &v).expect("put");
+                oracle.insert(k, v);
+            }
+        }
+        // No close and no checkpoint for these writes: what a crash leaves behind.
+    }
+
+    // Run 2: open the store again and restore from the checkpoint to the end of the changelog.
+    let task = state.lock_task("0_0").expect("lock again");
+    let checkpoint = task.read_checkpoint().expect("read checkpoint");
+    let from = checkpoint.offset(TOPIC, 0).expect("checkpointed offset");
+    assert_eq!(from, 1000);
+    let metrics = StoreMetrics::new();
+    let mut store = StoreBuilder::rocksdb("counts", task.store_path("counts"), &memory)
+        .with_metering(metrics.clone())
+        .build_key_value()
+        .expect("reopen");
+    let tail: Vec<ChangelogRecord> = log
+        .records()
+        .into_iter()
+        .filter(|r| r.offset >= from)
+        .collect();
+    for batch in tail.chunks(64) {
+        store.restore_batch(batch).expect("restore");
+    }
+    store.restore_complete().expect("restore complete");
+    assert_eq!(
+        metrics.restored_records(),
+        250,
+        "only the tail after the checkpoint is restored"
+    );
+    assert_eq!(contents(store.as_ref()), oracle);
+}
+
+/// A changelog record that is not a valid windowed key fails restoration with the store's name and
+/// the record's offset.
+#[test]
+fn an_undecodable_changelog_record_names_the_store_and_offset() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let memory = RocksDbMemory::new(16 << 20).expect("budget");
+    let good = ChangelogRecord {
+        offset: 41,
+        key: keys::window_key(b"user", 1000),
+        value: Some(b"1".to_vec()),
+    };
+    let bad = ChangelogRecord {
+        offset: 42,
+        key: b"not a window key".to_vec(),
+        value: Some(b"2".to_vec()),
+    };
+    for rocksdb in [false, true] {
+        let builder = if rocksdb {
+            StoreBuilder::rocksdb("clicks", root.path().join("clicks"), &memory)
+        } else {
+            StoreBuilder::in_memory("clicks")
+        };
+        let mut store = builder.build_window(60_000, None).expect("window store");
+        let err = store
+            .restore_batch(&[good.clone(), bad.clone()])
+            .expect_err("corrupt record");
+        assert!(
+            matches!(err, StoreError::CorruptChangelog { offset: 42, .. }),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains("`clicks`") && message.contains("offset 42"),
+            "{message}"
+        );
+
+        let mut sessions = if rocksdb {
+            StoreBuilder::rocksdb("sessions", root.path().join("sessions"), &memory)
+        } else {
+            StoreBuilder::in_memory("sessions")
+        }
+        .build_session(60_000, None)
+        .expect("session store");
+        let err = sessions
+            .restore_batch(&[bad.clone()])
+            .expect_err("corrupt record");
+        assert!(
+            err.to_string().contains("`sessions`") && err.to_string().contains("offset 42"),
+            "{err}"
+        );
+    }
+}
+
+const CHILD_ENV: &str = "KSTREAMS_LOCK_PROBE_DIR";
+
+/// Run as a child process by the test below: tries to lock task 0_0 and reports the outcome.
+#[test]
+fn lock_probe_child() {
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return; // only meaningful as the child of `a_second_process_cannot_open_a_locked_task`
+    };
+    let state = StateDirectory::new(&dir, "app").expect("state dir");
+    match state.lock_task("0_0") {
+        Ok(_) => println!("PROBE: locked"),
+        Err(e) => println!("PROBE: refused: {e}"),
+    }
+}
+
+#[test]
+fn a_second_process_cannot_open_a_locked_task() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let state = StateDirectory::new(root.path(), "app").expect("state dir");
+    let probe = || {
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "lock_probe_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD_ENV, root.path())
+            .output()
+            .expect("run child");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let held = state.lock_task("0_0").expect("lock");
+    let answer = probe();
+    let task_dir = root.path().join("app").join("0_0");
+    assert!(answer.contains("PROBE: refused"), "{answer}");
+    assert!(
+        answer.contains(&task_dir.display().to_string()),
+        "the error names the directory: {answer}"
+    );
+    drop(held);
+    assert!(
+        probe().contains("PROBE: locked"),
+        "the lock is released with its owner"
+    );
+}
