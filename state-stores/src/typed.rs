@@ -210,6 +210,11 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         &self.cell
     }
 
+    /// Whether `key` serializes as null (Kafka's null key, which aggregations skip).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.codec.keys.is_null(key)
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let k = self.codec.key(key)?;

@@ -8,9 +8,7 @@ use state_stores::checkpoint::Checkpoint;
 use state_stores::keys;
 use state_stores::metering::StoreMetrics;
 use state_stores::state_dir::StateDirectory;
-use state_stores::{
-    ChangelogRecord, KeyValueBytesStore, RocksDbMemory, StateStore, StoreBuilder, StoreError,
-};
+use state_stores::{ChangelogRecord, KeyValueBytesStore, RocksDbMemory, StoreBuilder, StoreError};
 
 const TOPIC: &str = "app-counts-changelog";
 
@@ -147,7 +145,7 @@ fn an_undecodable_changelog_record_names_the_store_and_offset() {
         .build_session(60_000, None)
         .expect("session store");
         let err = sessions
-            .restore_batch(&[bad.clone()])
+            .restore_batch(std::slice::from_ref(&bad))
             .expect_err("corrupt record");
         assert!(
             err.to_string().contains("`sessions`") && err.to_string().contains("offset 42"),
