@@ -66,15 +66,16 @@ pub enum StreamsError {
     #[error(transparent)]
     Store(#[from] StoreError),
 
-    /// A user processor failed while processing a record.
-    #[error("processing failed in task {task} at processor `{node}`: {reason}")]
+    /// A processor failed while processing a record, punctuating or flushing.
+    #[error("processing failed in task {task} at processor `{node}`: {source}")]
     Processing {
         /// The task id (`<sub-topology>_<partition>`).
         task: String,
         /// The processor that failed.
         node: String,
         /// What the processor reported.
-        reason: String,
+        #[source]
+        source: crate::processor::BoxError,
     },
 
     /// The task is no longer owned by this thread (it moved in a rebalance); close it without

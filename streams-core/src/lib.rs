@@ -1,7 +1,31 @@
 //! The kstreams runtime: physical topologies, the Processor API, tasks and stream threads, the
 //! Kafka client layer, commits, restoration and configuration.
+//!
+//! - [`topology`] builds and describes physical topologies (what the DSL compiles to);
+//! - [`processor`] is the Processor API;
+//! - [`testing`] has [`TopologyTestDriver`], which runs a topology without Kafka;
+//! - [`config`] has [`StreamsConfig`];
+//! - [`embedded`] is an in-process Kafka cluster for examples and quick tests.
 
+pub mod collector;
+pub mod config;
+pub(crate) mod dynamic;
 pub mod embedded;
 pub mod error;
+pub mod handlers;
+pub mod processor;
+pub mod record;
+pub mod serde_slot;
+pub(crate) mod task;
+pub mod testing;
+pub mod topology;
 
+pub use config::{ProcessingGuarantee, StreamsConfig};
+pub use dynamic::TypeTag;
 pub use error::{Result, StreamsError};
+pub use processor::{Processor, ProcessorContext, ProcessorResult, PunctuationType};
+pub use record::{Headers, Record, RecordMetadata};
+pub use serde_slot::SerdeSlot;
+pub use task::{TaskId, TaskMetrics};
+pub use testing::TopologyTestDriver;
+pub use topology::{Topology, TopologyBuilder};

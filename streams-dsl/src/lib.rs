@@ -1,1 +1,53 @@
-//! The kstreams DSL: `StreamsBuilder`, `KStream`, `KTable` and their operators.
+//! The kstreams DSL: [`StreamsBuilder`], [`KStream`], [`KTable`] and their operators, compiled
+//! into a [`Topology`](streams_core::Topology) that runs in the test driver or on Kafka.
+//!
+//! ```
+//! use streams_dsl::prelude::*;
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream::<(), Option<String>>("lines", Consumed::with(Serdes::unit(), Serdes::option(Serdes::string())))
+//!     .flat_map_values(|line| {
+//!         line.unwrap_or_default().split_whitespace().map(str::to_lowercase).collect::<Vec<_>>()
+//!     })
+//!     .group_by(|_, word| word.clone(), Grouped::with(Serdes::string(), Serdes::string()))
+//!     .count(Materialized::as_("counts"))
+//!     .to_stream()
+//!     .to("word-counts", Produced::with(Serdes::string(), Serdes::option(Serdes::i64())));
+//! let topology = builder.build().unwrap();
+//! assert_eq!(topology.subtopologies().len(), 2, "split at the repartition topic");
+//! ```
+
+mod aggregate;
+mod builder;
+pub mod change;
+mod graph;
+mod grouped;
+mod map_filter;
+pub mod options;
+mod stream;
+mod table;
+
+pub use builder::{GlobalKTable, StreamsBuilder, Topics};
+pub use change::{Change, ValueAndTimestamp};
+pub use grouped::{KGroupedStream, KGroupedTable};
+pub use options::{Consumed, Grouped, Materialized, Named, Produced, Repartitioned};
+pub use stream::{Branched, BranchedKStream, KStream};
+pub use table::KTable;
+
+/// What keys and values must be: cloneable (a record can feed several operators), sendable
+/// between threads, and owned.
+pub trait Data: Clone + Send + 'static {}
+
+impl<T: Clone + Send + 'static> Data for T {}
+
+/// The names a DSL application needs.
+pub mod prelude {
+    pub use crate::{
+        Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable,
+        Materialized, Named, Produced, Repartitioned, StreamsBuilder,
+    };
+    pub use state_stores::serdes::{Serde, Serdes};
+    pub use streams_core::topology::Stores;
+    pub use streams_core::{StreamsConfig, Topology, TopologyTestDriver};
+}

@@ -1,0 +1,436 @@
+//! Application configuration: Kafka Streams' keys, typed defaults, and pass-through properties
+//! for the Kafka clients.
+//!
+//! Every setting is checked by [`StreamsConfig::validate`] before anything connects: a missing
+//! or invalid value, or an unknown key, is an error naming the key. Client properties pass
+//! through with a prefix: `consumer.`, `producer.`, `admin.` (librdkafka names, for example
+//! `producer.linger.ms`).
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `application.id` | (required) | consumer group id, prefix of internal topics, state directory name |
+//! | `bootstrap.servers` | (required to run on Kafka) | brokers |
+//! | `num.stream.threads` | 1 | stream threads (each one consumer, one producer) |
+//! | `state.dir` | `<tmp>/kstreams` | root of local state |
+//! | `commit.interval.ms` | 30000 (100 under exactly-once) | how often tasks commit |
+//! | `processing.guarantee` | `at_least_once` | or `exactly_once_v2` |
+//! | `statestore.cache.max.bytes` | 10485760 | record caches of all threads together |
+//! | `rocksdb.memory.max.bytes` | 134217728 | block cache and memtables of all RocksDB stores |
+//! | `buffered.records.per.partition` | 1000 | a partition pauses above this many buffered records |
+//! | `poll.ms` | 100 | longest a thread blocks polling when idle |
+//! | `replication.factor` | -1 (broker default) | replication of internal topics |
+//! | `auto.offset.reset` | `earliest` | where sources start without committed offsets |
+//! | `default.deserialization.exception.handler` | `log-and-fail` | or `log-and-continue` |
+//! | `default.production.exception.handler` | `fail` | or `continue` |
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use state_stores::serdes::Serde;
+
+use crate::embedded::EmbeddedAdmin;
+use crate::error::{Result, StreamsError};
+use crate::handlers::{
+    DeserializationHandler, FailOnProductionError, LogAndContinue, LogAndFail,
+    LogAndSkipProductionError, ProductionHandler, SharedDeserializationHandler,
+    SharedProductionHandler,
+};
+use crate::serde_slot::{DefaultSerdes, ErasedSerde};
+
+/// `application.id`
+pub const APPLICATION_ID: &str = "application.id";
+/// `bootstrap.servers`
+pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
+/// `num.stream.threads`
+pub const NUM_STREAM_THREADS: &str = "num.stream.threads";
+/// `state.dir`
+pub const STATE_DIR: &str = "state.dir";
+/// `commit.interval.ms`
+pub const COMMIT_INTERVAL_MS: &str = "commit.interval.ms";
+/// `processing.guarantee`
+pub const PROCESSING_GUARANTEE: &str = "processing.guarantee";
+/// `statestore.cache.max.bytes`
+pub const CACHE_MAX_BYTES: &str = "statestore.cache.max.bytes";
+/// `rocksdb.memory.max.bytes`
+pub const ROCKSDB_MEMORY_BYTES: &str = "rocksdb.memory.max.bytes";
+/// `buffered.records.per.partition`
+pub const BUFFERED_RECORDS_PER_PARTITION: &str = "buffered.records.per.partition";
+/// `poll.ms`
+pub const POLL_MS: &str = "poll.ms";
+/// `replication.factor`
+pub const REPLICATION_FACTOR: &str = "replication.factor";
+/// `auto.offset.reset`
+pub const AUTO_OFFSET_RESET: &str = "auto.offset.reset";
+/// `default.deserialization.exception.handler`
+pub const DESERIALIZATION_HANDLER: &str = "default.deserialization.exception.handler";
+/// `default.production.exception.handler`
+pub const PRODUCTION_HANDLER: &str = "default.production.exception.handler";
+
+const KNOWN: &[&str] = &[
+    APPLICATION_ID,
+    BOOTSTRAP_SERVERS,
+    NUM_STREAM_THREADS,
+    STATE_DIR,
+    COMMIT_INTERVAL_MS,
+    PROCESSING_GUARANTEE,
+    CACHE_MAX_BYTES,
+    ROCKSDB_MEMORY_BYTES,
+    BUFFERED_RECORDS_PER_PARTITION,
+    POLL_MS,
+    REPLICATION_FACTOR,
+    AUTO_OFFSET_RESET,
+    DESERIALIZATION_HANDLER,
+    PRODUCTION_HANDLER,
+];
+
+const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
+
+/// How records are committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessingGuarantee {
+    /// Offsets are committed after outputs and changelogs are flushed: a crash can repeat
+    /// records, never lose them.
+    AtLeastOnce,
+    /// Outputs, changelogs and input offsets commit in one Kafka transaction per thread.
+    ExactlyOnceV2,
+}
+
+impl ProcessingGuarantee {
+    /// The configuration value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProcessingGuarantee::AtLeastOnce => "at_least_once",
+            ProcessingGuarantee::ExactlyOnceV2 => "exactly_once_v2",
+        }
+    }
+}
+
+/// The configuration of an application, as given. See the [module docs](self) for the keys.
+#[derive(Clone, Default)]
+pub struct StreamsConfig {
+    props: BTreeMap<String, String>,
+    default_key_serde: Option<ErasedSerde>,
+    default_value_serde: Option<ErasedSerde>,
+    deserialization_handler: Option<SharedDeserializationHandler>,
+    production_handler: Option<SharedProductionHandler>,
+    embedded: Option<EmbeddedAdmin>,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("props", &self.props)
+            .field("default_key_serde", &self.default_key_serde)
+            .field("default_value_serde", &self.default_value_serde)
+            .field("embedded", &self.embedded.is_some())
+            .finish()
+    }
+}
+
+impl StreamsConfig {
+    /// A configuration for `application_id`.
+    pub fn new(application_id: &str) -> Self {
+        StreamsConfig::default().set(APPLICATION_ID, application_id)
+    }
+
+    /// Sets `key` to `value` (any key; checked by [`validate`](Self::validate)).
+    pub fn set(mut self, key: &str, value: impl ToString) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    /// Sets `key` to `value` in place.
+    pub fn insert(&mut self, key: &str, value: impl ToString) -> &mut Self {
+        self.props.insert(key.to_owned(), value.to_string());
+        self
+    }
+
+    /// The value of `key`, as given.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.props.get(key).map(String::as_str)
+    }
+
+    /// The serde for keys that no operator gives one for.
+    pub fn with_default_key_serde<T: 'static>(mut self, serde: impl Serde<T>) -> Self {
+        self.default_key_serde = Some(ErasedSerde::new(serde));
+        self
+    }
+
+    /// The serde for values that no operator gives one for.
+    pub fn with_default_value_serde<T: 'static>(mut self, serde: impl Serde<T>) -> Self {
+        self.default_value_serde = Some(ErasedSerde::new(serde));
+        self
+    }
+
+    /// A custom deserialization handler (overrides the configured one).
+    pub fn with_deserialization_handler(
+        mut self,
+        handler: impl DeserializationHandler + 'static,
+    ) -> Self {
+        self.deserialization_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// A custom production handler (overrides the configured one).
+    pub fn with_production_handler(mut self, handler: impl ProductionHandler + 'static) -> Self {
+        self.production_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Runs on `kafka`, the embedded broker: sets `bootstrap.servers` and creates internal
+    /// topics through the embedded cluster (which has no admin API).
+    pub fn with_embedded(mut self, kafka: &crate::embedded::EmbeddedKafka) -> Self {
+        self.embedded = Some(kafka.admin());
+        self.set(BOOTSTRAP_SERVERS, kafka.bootstrap_servers())
+    }
+
+    /// Checks every setting and returns them typed.
+    pub fn validate(&self) -> Result<ResolvedConfig> {
+        for key in self.props.keys() {
+            if !KNOWN.contains(&key.as_str()) && !PREFIXES.iter().any(|p| key.starts_with(p)) {
+                return Err(StreamsError::config(
+                    key,
+                    "unknown setting; Kafka client properties need a `consumer.`, `producer.` or `admin.` prefix",
+                ));
+            }
+        }
+        let application_id = self
+            .get(APPLICATION_ID)
+            .filter(|v| !v.trim().is_empty())
+            .ok_or_else(|| StreamsError::config(APPLICATION_ID, "is required"))?
+            .to_owned();
+        state_stores::state_dir::validate_name(APPLICATION_ID, &application_id)
+            .map_err(|reason| StreamsError::config(APPLICATION_ID, reason))?;
+
+        let guarantee = match self.get(PROCESSING_GUARANTEE).unwrap_or("at_least_once") {
+            "at_least_once" => ProcessingGuarantee::AtLeastOnce,
+            "exactly_once_v2" => ProcessingGuarantee::ExactlyOnceV2,
+            other => {
+                return Err(StreamsError::config(
+                    PROCESSING_GUARANTEE,
+                    format!("must be at_least_once or exactly_once_v2, not `{other}`"),
+                ))
+            }
+        };
+        let default_commit = match guarantee {
+            ProcessingGuarantee::AtLeastOnce => 30_000,
+            ProcessingGuarantee::ExactlyOnceV2 => 100,
+        };
+        let deserialization: SharedDeserializationHandler = match &self.deserialization_handler {
+            Some(h) => h.clone(),
+            None => match self.get(DESERIALIZATION_HANDLER).unwrap_or("log-and-fail") {
+                "log-and-fail" => Arc::new(LogAndFail),
+                "log-and-continue" => Arc::new(LogAndContinue),
+                other => {
+                    return Err(StreamsError::config(
+                        DESERIALIZATION_HANDLER,
+                        format!("must be log-and-fail or log-and-continue, not `{other}`"),
+                    ))
+                }
+            },
+        };
+        let production: SharedProductionHandler = match &self.production_handler {
+            Some(h) => h.clone(),
+            None => match self.get(PRODUCTION_HANDLER).unwrap_or("fail") {
+                "fail" => Arc::new(FailOnProductionError),
+                "continue" => Arc::new(LogAndSkipProductionError),
+                other => {
+                    return Err(StreamsError::config(
+                        PRODUCTION_HANDLER,
+                        format!("must be fail or continue, not `{other}`"),
+                    ))
+                }
+            },
+        };
+        let auto_offset_reset = match self.get(AUTO_OFFSET_RESET).unwrap_or("earliest") {
+            v @ ("earliest" | "latest") => v.to_owned(),
+            other => {
+                return Err(StreamsError::config(
+                    AUTO_OFFSET_RESET,
+                    format!("must be earliest or latest, not `{other}`"),
+                ))
+            }
+        };
+        let prefixed = |prefix: &str| -> BTreeMap<String, String> {
+            self.props
+                .iter()
+                .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_owned(), v.clone())))
+                .collect()
+        };
+        let resolved = ResolvedConfig {
+            bootstrap_servers: self.get(BOOTSTRAP_SERVERS).map(str::to_owned),
+            num_stream_threads: self.number(NUM_STREAM_THREADS, 1, 1, 1024)? as usize,
+            state_dir: self
+                .get(STATE_DIR)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| std::env::temp_dir().join("kstreams")),
+            commit_interval: Duration::from_millis(self.number(
+                COMMIT_INTERVAL_MS,
+                default_commit,
+                0,
+                i64::MAX,
+            )? as u64),
+            guarantee,
+            cache_max_bytes: self.number(CACHE_MAX_BYTES, 10 << 20, 0, i64::MAX)? as usize,
+            rocksdb_memory_bytes: self.number(
+                ROCKSDB_MEMORY_BYTES,
+                state_stores::DEFAULT_ROCKSDB_MEMORY_BYTES as i64,
+                state_stores::rocks::MIN_ROCKSDB_MEMORY_BYTES as i64,
+                i64::MAX,
+            )? as usize,
+            buffered_records_per_partition: self.number(
+                BUFFERED_RECORDS_PER_PARTITION,
+                1000,
+                1,
+                i64::MAX,
+            )? as usize,
+            poll: Duration::from_millis(self.number(POLL_MS, 100, 0, 60_000)? as u64),
+            replication_factor: self.number(REPLICATION_FACTOR, -1, -1, 32)? as i32,
+            auto_offset_reset,
+            consumer: prefixed("consumer."),
+            producer: prefixed("producer."),
+            admin: prefixed("admin."),
+            defaults: DefaultSerdes {
+                key: self.default_key_serde.clone(),
+                value: self.default_value_serde.clone(),
+            },
+            deserialization,
+            production,
+            embedded: self.embedded.clone(),
+            application_id,
+        };
+        if resolved.replication_factor == 0 {
+            return Err(StreamsError::config(
+                REPLICATION_FACTOR,
+                "must be -1 (broker default) or at least 1",
+            ));
+        }
+        Ok(resolved)
+    }
+
+    fn number(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64> {
+        let Some(raw) = self.get(key) else {
+            return Ok(default);
+        };
+        let value: i64 = raw.trim().parse().map_err(|_| {
+            StreamsError::config(key, format!("must be a whole number, not `{raw}`"))
+        })?;
+        if value < min || value > max {
+            return Err(StreamsError::config(
+                key,
+                format!("must be between {min} and {max}, not {value}"),
+            ));
+        }
+        Ok(value)
+    }
+}
+
+/// A checked configuration.
+#[derive(Clone)]
+pub struct ResolvedConfig {
+    /// `application.id`.
+    pub application_id: String,
+    /// `bootstrap.servers`.
+    pub bootstrap_servers: Option<String>,
+    /// `num.stream.threads`.
+    pub num_stream_threads: usize,
+    /// `state.dir`.
+    pub state_dir: PathBuf,
+    /// `commit.interval.ms`.
+    pub commit_interval: Duration,
+    /// `processing.guarantee`.
+    pub guarantee: ProcessingGuarantee,
+    /// `statestore.cache.max.bytes`.
+    pub cache_max_bytes: usize,
+    /// `rocksdb.memory.max.bytes`.
+    pub rocksdb_memory_bytes: usize,
+    /// `buffered.records.per.partition`.
+    pub buffered_records_per_partition: usize,
+    /// `poll.ms`.
+    pub poll: Duration,
+    /// `replication.factor`.
+    pub replication_factor: i32,
+    /// `auto.offset.reset`.
+    pub auto_offset_reset: String,
+    /// `consumer.*` properties, without the prefix.
+    pub consumer: BTreeMap<String, String>,
+    /// `producer.*` properties, without the prefix.
+    pub producer: BTreeMap<String, String>,
+    /// `admin.*` properties, without the prefix.
+    pub admin: BTreeMap<String, String>,
+    /// Default serdes.
+    pub defaults: DefaultSerdes,
+    /// The deserialization handler.
+    pub deserialization: SharedDeserializationHandler,
+    /// The production handler.
+    pub production: SharedProductionHandler,
+    #[allow(dead_code)] // used by the stream-thread runtime, which comes next
+    pub(crate) embedded: Option<EmbeddedAdmin>,
+}
+
+impl std::fmt::Debug for ResolvedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResolvedConfig")
+            .field("application_id", &self.application_id)
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("num_stream_threads", &self.num_stream_threads)
+            .field("state_dir", &self.state_dir)
+            .field("commit_interval", &self.commit_interval)
+            .field("guarantee", &self.guarantee)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(config: StreamsConfig) -> String {
+        config
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        assert!(err(StreamsConfig::default()).contains("`application.id`"));
+        assert!(
+            err(StreamsConfig::new("app").set("num.stream.threads", "two"))
+                .contains("`num.stream.threads`")
+        );
+        assert!(
+            err(StreamsConfig::new("app").set("commit.interval.ms", "-5"))
+                .contains("`commit.interval.ms`")
+        );
+        assert!(
+            err(StreamsConfig::new("app").set("processing.guarantee", "exactly_once"))
+                .contains("`processing.guarantee`")
+        );
+        assert!(err(StreamsConfig::new("app").set("linger.ms", "5")).contains("`linger.ms`"));
+        assert!(err(StreamsConfig::new("bad/app")).contains("`application.id`"));
+    }
+
+    #[test]
+    fn defaults_and_prefixes() {
+        let c = StreamsConfig::new("app")
+            .set("producer.linger.ms", "20")
+            .set("processing.guarantee", "exactly_once_v2")
+            .validate()
+            .map_err(|e| e.to_string());
+        let c = c.as_ref().map_err(String::as_str);
+        assert_eq!(
+            c.map(|c| c.producer.get("linger.ms").cloned()),
+            Ok(Some("20".into()))
+        );
+        assert_eq!(
+            c.map(|c| c.commit_interval),
+            Ok(Duration::from_millis(100)),
+            "exactly-once commits every 100 ms"
+        );
+        assert_eq!(c.map(|c| c.num_stream_threads), Ok(1));
+    }
+}

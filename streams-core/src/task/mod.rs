@@ -1,0 +1,567 @@
+//! Tasks: one sub-topology running on one partition of its input topics.
+//!
+//! A [`StreamTask`](crate::task::StreamTask) owns the processors of its sub-topology, its state
+//! stores (in its locked task directory), and a buffer per input partition. It processes one
+//! record at a time, choosing the buffered record with the lowest timestamp; stream time is the
+//! largest timestamp processed. It runs stream-time punctuation after each record and wall-clock
+//! punctuation when asked. A commit flushes its stores (caches first, in topological order, so a
+//! downstream cache sees what an upstream one emitted) and then reports the input offsets to
+//! commit. The same task type runs in the test driver and on Kafka.
+
+pub(crate) mod queue;
+pub(crate) mod runtime;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use state_stores::cache::CacheBudget;
+use state_stores::caching::CachingConfig;
+use state_stores::changelog::Changelog;
+use state_stores::checkpoint::Checkpoint;
+use state_stores::metering::StoreMetrics;
+use state_stores::state_dir::{StateDirectory, TaskDirectory};
+use state_stores::typed::StoreCell;
+use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
+
+use crate::collector::{CollectorChangelogSink, RecordCollector};
+use crate::error::{Result, StreamsError};
+use crate::handlers::{ErrorContext, HandlerResponse, SharedDeserializationHandler};
+use crate::processor::{BoxError, PunctuationType};
+use crate::record::{RawRecord, RecordMetadata};
+use crate::serde_slot::DefaultSerdes;
+use crate::topology::{DecodeError, NodeKind, SourceDecoder, StoreKind, Topology};
+use queue::PartitionGroup;
+use runtime::{Exec, NodeFailure, NodeSlot, Punctuators, StoreHandle, TaskRuntime, TaskShared};
+
+/// A task's identity: sub-topology and partition, written `<sub-topology>_<partition>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    /// The sub-topology.
+    pub subtopology: u32,
+    /// The partition of its input topics.
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// What a task needs from its surroundings.
+#[derive(Clone)]
+pub(crate) struct TaskEnv {
+    pub(crate) application_id: Arc<str>,
+    pub(crate) defaults: DefaultSerdes,
+    pub(crate) collector: Arc<dyn RecordCollector>,
+    pub(crate) state_dir: StateDirectory,
+    pub(crate) rocksdb: RocksDbMemory,
+    pub(crate) cache: CacheBudget,
+    pub(crate) deserialization: SharedDeserializationHandler,
+    pub(crate) wall_clock_ms: i64,
+}
+
+/// One store's changelog partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ChangelogPartition {
+    pub(crate) store: String,
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) persistent: bool,
+}
+
+/// Counters of one task.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    /// Records processed.
+    pub processed: u64,
+    /// Records skipped by the deserialization handler.
+    pub skipped: u64,
+    /// Punctuations run.
+    pub punctuations: u64,
+}
+
+#[allow(dead_code)] // used by the stream-thread runtime, which comes next
+pub(crate) struct StreamTask {
+    pub(crate) id: TaskId,
+    rt: TaskRuntime,
+    /// Full source topic -> (source node, decoder).
+    sources: HashMap<String, (usize, Box<dyn SourceDecoder>)>,
+    queues: PartitionGroup,
+    /// Processors (parents first) and the stores each uses, for flushing.
+    flush_plan: Vec<(usize, Vec<String>)>,
+    handler: SharedDeserializationHandler,
+    /// Next offset to commit per input partition, advanced as records are taken.
+    consumed: BTreeMap<(String, i32), i64>,
+    changelogs: Vec<ChangelogPartition>,
+    store_metrics: BTreeMap<String, Arc<StoreMetrics>>,
+    dir: Option<TaskDirectory>,
+    pub(crate) metrics: TaskMetrics,
+    initialized: bool,
+}
+
+#[allow(dead_code)] // used by the stream-thread runtime, which comes next
+impl StreamTask {
+    /// Creates the task: locks its directory if it has state, opens its stores, instantiates its
+    /// processors (not yet initialized: restore first, then [`init`](Self::init)).
+    pub(crate) fn new(topology: &Topology, id: TaskId, env: &TaskEnv) -> Result<Self> {
+        let sub = topology
+            .subtopologies
+            .get(id.subtopology as usize)
+            .ok_or_else(|| {
+                StreamsError::Fatal(format!("task {id}: no sub-topology {}", id.subtopology))
+            })?;
+        let app = &*env.application_id;
+
+        let dir = if sub.stores.is_empty() {
+            None
+        } else {
+            Some(env.state_dir.lock_task(&id.to_string())?)
+        };
+
+        // Stores.
+        let timestamp = Arc::new(AtomicI64::new(0));
+        let mut stores = HashMap::new();
+        let mut changelogs = Vec::new();
+        let mut store_metrics = BTreeMap::new();
+        for name in &sub.stores {
+            let def = topology
+                .store(name)
+                .ok_or_else(|| StreamsError::topology(name, "store is used but not defined"))?;
+            let (keys, values) = def.serdes.resolve(&env.defaults, name)?;
+            let mut builder = match (&dir, def.persistent) {
+                (Some(dir), true) => {
+                    StoreBuilder::rocksdb(name, dir.store_path(name), &env.rocksdb)
+                }
+                _ => StoreBuilder::in_memory(name),
+            };
+            if def.logging {
+                let topic = format!("{app}-{}", def.changelog_suffix());
+                changelogs.push(ChangelogPartition {
+                    store: name.clone(),
+                    topic: topic.clone(),
+                    partition: id.partition,
+                    persistent: def.persistent,
+                });
+                builder = builder.with_logging(Changelog {
+                    topic: topic.clone(),
+                    partition: id.partition,
+                    sink: Arc::new(CollectorChangelogSink {
+                        collector: env.collector.clone(),
+                        topic,
+                        partition: id.partition,
+                        timestamp: timestamp.clone(),
+                    }),
+                });
+            }
+            if def.caching {
+                builder = builder.with_caching(CachingConfig {
+                    budget: env.cache.clone(),
+                    emit: def.emit,
+                });
+            }
+            let metrics = StoreMetrics::new();
+            builder = builder.with_metering(metrics.clone());
+            store_metrics.insert(name.clone(), metrics);
+            let handle = match def.kind {
+                StoreKind::KeyValue => {
+                    StoreHandle::KeyValue(StoreCell::new(builder.build_key_value()?), keys, values)
+                }
+                StoreKind::Window {
+                    retention_ms,
+                    segment_interval_ms,
+                } => StoreHandle::Window(
+                    StoreCell::new(builder.build_window(retention_ms, segment_interval_ms)?),
+                    keys,
+                    values,
+                ),
+                StoreKind::Session { retention_ms } => StoreHandle::Session(
+                    StoreCell::new(builder.build_session(retention_ms, None)?),
+                    keys,
+                    values,
+                ),
+            };
+            stores.insert(name.clone(), handle);
+        }
+
+        // Processors.
+        let local: HashMap<usize, usize> =
+            sub.nodes.iter().enumerate().map(|(l, g)| (*g, l)).collect();
+        let mut nodes = Vec::with_capacity(sub.nodes.len());
+        let mut sources = HashMap::new();
+        let mut flush_plan = Vec::new();
+        for (l, g) in sub.nodes.iter().enumerate() {
+            let def = &topology.nodes[*g];
+            let children = def
+                .children
+                .iter()
+                .filter_map(|c| local.get(c).copied())
+                .collect();
+            let (processor, is_source) = match &def.kind {
+                NodeKind::Source { topics, codec, .. } => {
+                    for topic in topics {
+                        sources.insert(
+                            topic.full(app),
+                            (l, codec.resolve(&env.defaults, &def.name)?),
+                        );
+                    }
+                    (None, true)
+                }
+                NodeKind::Processor { factory } => (Some(factory()), false),
+                NodeKind::Sink { factory } => {
+                    (Some(factory.create(&env.defaults, app, &def.name)?), false)
+                }
+            };
+            if matches!(def.kind, NodeKind::Processor { .. }) {
+                flush_plan.push((l, def.stores.clone()));
+            }
+            nodes.push(NodeSlot {
+                name: def.name.clone(),
+                children,
+                processor,
+                is_source,
+                stores: def.stores.clone(),
+            });
+        }
+
+        Ok(StreamTask {
+            id,
+            rt: TaskRuntime {
+                nodes,
+                shared: TaskShared {
+                    task_id: id,
+                    application_id: env.application_id.clone(),
+                    stream_time: i64::MIN,
+                    wall_clock_ms: env.wall_clock_ms,
+                    current: None,
+                    stores,
+                    punctuators: Punctuators::default(),
+                    collector: env.collector.clone(),
+                    commit_requested: false,
+                    timestamp,
+                },
+            },
+            sources,
+            queues: PartitionGroup::default(),
+            flush_plan,
+            handler: env.deserialization.clone(),
+            consumed: BTreeMap::new(),
+            changelogs,
+            store_metrics,
+            dir,
+            metrics: TaskMetrics::default(),
+            initialized: false,
+        })
+    }
+
+    fn processing_error(&self, error: BoxError) -> StreamsError {
+        let task = self.id.to_string();
+        match error.downcast::<NodeFailure>() {
+            Ok(failure) => match failure.source.downcast::<StreamsError>() {
+                // Errors the runtime raised (a producer failure, a store error) keep their type.
+                Ok(inner) if !matches!(*inner, StreamsError::Processing { .. }) => *inner,
+                Ok(inner) => StreamsError::Processing {
+                    task,
+                    node: failure.node,
+                    source: inner,
+                },
+                Err(source) => StreamsError::Processing {
+                    task,
+                    node: failure.node,
+                    source,
+                },
+            },
+            Err(source) => StreamsError::Processing {
+                task,
+                node: "?".into(),
+                source,
+            },
+        }
+    }
+
+    /// Initializes every processor, parents first. Call after restoration.
+    pub(crate) fn init(&mut self) -> Result<()> {
+        if self.initialized {
+            return Ok(());
+        }
+        for node in 0..self.rt.nodes.len() {
+            if self.rt.nodes[node].is_source {
+                continue;
+            }
+            Exec::with_processor(&mut self.rt, node, |p, exec| p.init(exec))
+                .map_err(|e| self.processing_error(e))?;
+        }
+        self.initialized = true;
+        Ok(())
+    }
+
+    /// The input partitions this task reads: partition `id.partition` of each source topic.
+    pub(crate) fn input_partitions(&self) -> Vec<(String, i32)> {
+        let mut topics: Vec<(String, i32)> = self
+            .sources
+            .keys()
+            .map(|t| (t.clone(), self.id.partition))
+            .collect();
+        topics.sort();
+        topics
+    }
+
+    /// The changelog partitions of this task's logged stores.
+    pub(crate) fn changelogs(&self) -> &[ChangelogPartition] {
+        &self.changelogs
+    }
+
+    /// Applies restored changelog records to `store`.
+    pub(crate) fn restore(&mut self, store: &str, records: &[ChangelogRecord]) -> Result<()> {
+        let handle = self
+            .rt
+            .shared
+            .stores
+            .get(store)
+            .ok_or_else(|| StreamsError::topology(store, "no such store in this task"))?;
+        match handle {
+            StoreHandle::KeyValue(c, ..) => c.with(|s| s.restore_batch(records))??,
+            StoreHandle::Window(c, ..) => c.with(|s| s.restore_batch(records))??,
+            StoreHandle::Session(c, ..) => c.with(|s| s.restore_batch(records))??,
+        }
+        Ok(())
+    }
+
+    /// Finishes restoring `store`.
+    pub(crate) fn restore_complete(&mut self, store: &str) -> Result<()> {
+        match self.rt.shared.stores.get(store) {
+            Some(StoreHandle::KeyValue(c, ..)) => c.with(|s| s.restore_complete())??,
+            Some(StoreHandle::Window(c, ..)) => c.with(|s| s.restore_complete())??,
+            Some(StoreHandle::Session(c, ..)) => c.with(|s| s.restore_complete())??,
+            None => return Err(StreamsError::topology(store, "no such store in this task")),
+        }
+        Ok(())
+    }
+
+    /// The checkpoint on disk (empty without a task directory).
+    pub(crate) fn read_checkpoint(&self) -> Result<Checkpoint> {
+        match &self.dir {
+            Some(dir) => Ok(dir.read_checkpoint()?),
+            None => Ok(Checkpoint::new()),
+        }
+    }
+
+    /// Records `next_offsets` of persistent stores' changelogs as the checkpoint. In-memory
+    /// stores are never checkpointed: they restore fully.
+    pub(crate) fn write_checkpoint(
+        &self,
+        next_offsets: &BTreeMap<(String, i32), i64>,
+    ) -> Result<()> {
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let mut checkpoint = Checkpoint::new();
+        for c in self.changelogs.iter().filter(|c| c.persistent) {
+            if let Some(offset) = next_offsets.get(&(c.topic.clone(), c.partition)) {
+                checkpoint.set(&c.topic, c.partition, *offset);
+            }
+        }
+        dir.write_checkpoint(&checkpoint)?;
+        Ok(())
+    }
+
+    /// Deletes the checkpoint: while the task runs, its stores are ahead of any checkpoint.
+    pub(crate) fn remove_checkpoint(&self) -> Result<()> {
+        if let Some(dir) = &self.dir {
+            Checkpoint::delete(&dir.checkpoint_path())?;
+        }
+        Ok(())
+    }
+
+    /// Buffers records of one input partition.
+    pub(crate) fn add_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: impl IntoIterator<Item = RawRecord>,
+    ) {
+        self.queues.add(topic, partition, records);
+    }
+
+    /// Records buffered for one input partition.
+    pub(crate) fn buffered_in(&self, topic: &str, partition: i32) -> usize {
+        self.queues.buffered_in(topic, partition)
+    }
+
+    /// Records buffered in all input partitions.
+    pub(crate) fn buffered(&self) -> usize {
+        self.queues.buffered()
+    }
+
+    /// Drops the buffered records of a revoked partition.
+    pub(crate) fn clear_partition(&mut self, topic: &str, partition: i32) {
+        self.queues.clear_partition(topic, partition);
+    }
+
+    /// Processes the next buffered record, if any; returns whether there was one.
+    pub(crate) fn process_next(&mut self) -> Result<bool> {
+        let Some((topic, partition, partition_time, raw)) = self.queues.next() else {
+            return Ok(false);
+        };
+        let offset = raw.offset;
+        self.consumed.insert((topic.clone(), partition), offset + 1);
+        let Some((node, decoder)) = self.sources.get(&topic) else {
+            return Err(StreamsError::Fatal(format!(
+                "task {}: no source reads `{topic}`",
+                self.id
+            )));
+        };
+        let node = *node;
+        let record = match decoder.decode(&raw, partition_time) {
+            Ok(record) => record,
+            Err(error) => {
+                let (what, error) = match error {
+                    DecodeError::Key(e) => ("key", StreamsError::Serde {
+                        location: format!("the key of {topic}-{partition}@{offset}"),
+                        source: e,
+                    }),
+                    DecodeError::Value(e) => ("value", StreamsError::Serde {
+                        location: format!("the value of {topic}-{partition}@{offset}"),
+                        source: e,
+                    }),
+                    DecodeError::Timestamp(ts) => ("timestamp", StreamsError::Topology {
+                        node: self.rt.nodes[node].name.clone(),
+                        reason: format!(
+                            "record {topic}-{partition}@{offset} has the invalid timestamp {ts}; timestamps must not be negative"
+                        ),
+                    }),
+                };
+                let task = self.id.to_string();
+                let context = ErrorContext {
+                    task: &task,
+                    node: &self.rt.nodes[node].name,
+                    topic: &topic,
+                    partition,
+                    offset,
+                };
+                return match self.handler.handle(&context, &error) {
+                    HandlerResponse::Continue => {
+                        tracing::debug!(task = %self.id, what, "skipped an unreadable record");
+                        self.metrics.skipped += 1;
+                        Ok(true)
+                    }
+                    HandlerResponse::Fail => Err(error),
+                };
+            }
+        };
+        let shared = &mut self.rt.shared;
+        shared.stream_time = shared.stream_time.max(record.timestamp);
+        shared.timestamp.store(record.timestamp, Ordering::Relaxed);
+        shared.current = Some(RecordMetadata {
+            topic,
+            partition,
+            offset,
+        });
+        let result = Exec::at(&mut self.rt, node).forward(record, None);
+        self.rt.shared.current = None;
+        result.map_err(|e| self.processing_error(e))?;
+        self.metrics.processed += 1;
+        let now = self.rt.shared.stream_time;
+        self.punctuate(PunctuationType::StreamTime, now)?;
+        Ok(true)
+    }
+
+    /// Runs the punctuations of `kind` due at `now`; returns whether any ran.
+    pub(crate) fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
+        if self.rt.shared.punctuators.is_empty() || now == i64::MIN {
+            return Ok(false);
+        }
+        let due = self.rt.shared.punctuators.take_due(kind, now);
+        for (id, node) in &due {
+            self.rt.shared.current = None;
+            self.rt.shared.timestamp.store(now, Ordering::Relaxed);
+            Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec))
+                .map_err(|e| self.processing_error(e))?;
+            self.metrics.punctuations += 1;
+        }
+        Ok(!due.is_empty())
+    }
+
+    /// Sets the wall clock and runs wall-clock punctuations due by it.
+    pub(crate) fn advance_wall_clock(&mut self, now_ms: i64) -> Result<bool> {
+        self.rt.shared.wall_clock_ms = now_ms;
+        self.punctuate(PunctuationType::WallClockTime, now_ms)
+    }
+
+    /// Flushes every store, parents' stores first, telling each processor once its stores are
+    /// flushed (caching processors forward their emissions then).
+    pub(crate) fn flush(&mut self) -> Result<()> {
+        let mut flushed: HashSet<String> = HashSet::new();
+        for i in 0..self.flush_plan.len() {
+            let (node, stores) = self.flush_plan[i].clone();
+            for store in &stores {
+                if flushed.insert(store.clone()) {
+                    if let Some(handle) = self.rt.shared.stores.get(store) {
+                        handle.flush()?;
+                    }
+                }
+            }
+            Exec::with_processor(&mut self.rt, node, |p, exec| p.flushed(exec))
+                .map_err(|e| self.processing_error(e))?;
+        }
+        self.rt.shared.commit_requested = false;
+        Ok(())
+    }
+
+    /// Input offsets to commit: the next offset of each partition read since the task started.
+    pub(crate) fn committable_offsets(&self) -> &BTreeMap<(String, i32), i64> {
+        &self.consumed
+    }
+
+    /// Whether a processor asked for a commit.
+    pub(crate) fn commit_requested(&self) -> bool {
+        self.rt.shared.commit_requested
+    }
+
+    pub(crate) fn stream_time(&self) -> i64 {
+        self.rt.shared.stream_time
+    }
+
+    /// A store of this task, for the test driver and interactive queries.
+    pub(crate) fn store(&self, name: &str) -> Option<&StoreHandle> {
+        self.rt.shared.stores.get(name)
+    }
+
+    /// Metrics of one store.
+    pub(crate) fn store_metrics(&self, name: &str) -> Option<Arc<StoreMetrics>> {
+        self.store_metrics.get(name).cloned()
+    }
+
+    /// Closes processors and stores, then releases the task directory. With `clean`, the caller
+    /// has flushed and committed first.
+    pub(crate) fn close(mut self) -> Result<()> {
+        let mut first_error = None;
+        for node in &mut self.rt.nodes {
+            if let Some(p) = node.processor.as_mut() {
+                if let Err(e) = p.close() {
+                    tracing::warn!(task = %self.id, node = %node.name, error = %e, "processor failed to close");
+                }
+            }
+        }
+        for (name, handle) in &self.rt.shared.stores {
+            if let Err(e) = handle.close() {
+                tracing::warn!(task = %self.id, store = %name, error = %e, "store failed to close");
+                first_error.get_or_insert(StreamsError::from(e));
+            }
+        }
+        drop(self.dir.take());
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Deletes the task's local state (stores and checkpoint): it will restore from scratch.
+    pub(crate) fn wipe_state(&self) -> Result<()> {
+        if let Some(dir) = &self.dir {
+            dir.wipe()?;
+        }
+        Ok(())
+    }
+}

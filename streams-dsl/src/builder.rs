@@ -1,0 +1,245 @@
+//! `StreamsBuilder`: where a DSL application starts (sources, tables, user stores) and what
+//! turns it into a [`Topology`].
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::rc::Rc;
+
+use streams_core::error::Result;
+use streams_core::serde_slot::SerdeSlot;
+use streams_core::topology::{SourceSpec, StoreDef, Topology, TopologyBuilder};
+
+use crate::graph::{Graph, NodeKind};
+use crate::options::{Consumed, Materialized};
+use crate::stream::KStream;
+use crate::table::{source_table, KTable};
+use crate::Data;
+
+/// One or more topic names.
+pub trait Topics {
+    /// The names.
+    fn topics(self) -> Vec<String>;
+}
+
+impl Topics for &str {
+    fn topics(self) -> Vec<String> {
+        vec![self.to_owned()]
+    }
+}
+
+impl Topics for String {
+    fn topics(self) -> Vec<String> {
+        vec![self]
+    }
+}
+
+impl Topics for &[&str] {
+    fn topics(self) -> Vec<String> {
+        self.iter().map(|t| (*t).to_owned()).collect()
+    }
+}
+
+impl<const N: usize> Topics for [&str; N] {
+    fn topics(self) -> Vec<String> {
+        self.iter().map(|t| (*t).to_owned()).collect()
+    }
+}
+
+impl Topics for Vec<String> {
+    fn topics(self) -> Vec<String> {
+        self
+    }
+}
+
+/// Builds a topology with the DSL.
+///
+/// ```
+/// use streams_dsl::prelude::*;
+///
+/// let builder = StreamsBuilder::new();
+/// builder
+///     .stream::<String, String>("input", Consumed::with(Serdes::string(), Serdes::string()))
+///     .map_values(|v| v.to_uppercase())
+///     .to("output", Produced::with(Serdes::string(), Serdes::string()));
+/// let topology = builder.build().unwrap();
+/// assert_eq!(topology.subtopologies().len(), 1);
+/// ```
+#[derive(Default)]
+pub struct StreamsBuilder {
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl std::fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsBuilder")
+            .field("nodes", &self.graph.borrow().nodes.len())
+            .finish()
+    }
+}
+
+/// A table replicated in full to every instance; declared now, runnable when joins arrive.
+pub struct GlobalKTable<K, V> {
+    store: String,
+    _types: PhantomData<fn(K, V)>,
+}
+
+impl<K, V> GlobalKTable<K, V> {
+    /// The name of the store holding the table.
+    pub fn queryable_store_name(&self) -> &str {
+        &self.store
+    }
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        StreamsBuilder::default()
+    }
+
+    fn source<K: Data, V: Data>(
+        &self,
+        topics: Vec<String>,
+        spec: SourceSpec<K, V>,
+        name: Option<String>,
+    ) -> usize {
+        let mut g = self.graph.borrow_mut();
+        let name = g.name_or(name, "KSTREAM-SOURCE-");
+        let add: crate::graph::AddFn = Box::new(
+            move |b: &mut TopologyBuilder, name: &str, _parents: &[&str]| {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                b.add_source(name, &topics, spec.clone())?;
+                Ok(())
+            },
+        );
+        g.push(name, Vec::new(), NodeKind::Source { add })
+    }
+
+    /// A stream reading `topics` (one name or several).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let lines = builder.stream::<(), Option<String>>(
+    ///     "text",
+    ///     Consumed::with(Serdes::unit(), Serdes::option(Serdes::string())),
+    /// );
+    /// let both = builder.stream::<String, String>(["a", "b"], Consumed::with(Serdes::string(), Serdes::string()));
+    /// ```
+    pub fn stream<K: Data, V: Data>(
+        &self,
+        topics: impl Topics,
+        consumed: Consumed<K, V>,
+    ) -> KStream<K, V> {
+        let keys = consumed.keys.unwrap_or(SerdeSlot::DefaultKey);
+        let values = consumed.values.unwrap_or(SerdeSlot::DefaultValue);
+        let mut spec = SourceSpec::from_slots(keys.clone(), values.clone());
+        if let Some(extractor) = consumed.timestamps {
+            spec = spec.with_shared_timestamp_extractor(extractor);
+        }
+        if let Some(reset) = consumed.offset_reset {
+            spec = spec.with_offset_reset(reset);
+        }
+        let node = self.source(topics.topics(), spec, consumed.name);
+        KStream {
+            graph: self.graph.clone(),
+            node,
+            keys: Some(keys),
+            values: Some(values),
+        }
+    }
+
+    /// A table reading `topic` as a changelog (the latest value per key; a null value deletes
+    /// the key), kept in a store.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let prices = builder.table::<String, f64>(
+    ///     "prices",
+    ///     Consumed::with(Serdes::string(), Serdes::f64()),
+    ///     Materialized::as_("prices-store"),
+    /// );
+    /// assert_eq!(prices.queryable_store_name(), Some("prices-store"));
+    /// ```
+    pub fn table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> KTable<K, V> {
+        let keys = materialized
+            .keys
+            .clone()
+            .or(consumed.keys)
+            .unwrap_or(SerdeSlot::DefaultKey);
+        let values = materialized
+            .values
+            .clone()
+            .or(consumed.values)
+            .unwrap_or(SerdeSlot::DefaultValue);
+        let mut spec = SourceSpec::from_slots(keys.clone(), values.optional());
+        if let Some(reset) = consumed.offset_reset {
+            spec = spec.with_offset_reset(reset);
+        }
+        let source = self.source(vec![topic.to_owned()], spec, consumed.name);
+        let store = match materialized.name.clone() {
+            Some(name) => name,
+            None => self
+                .graph
+                .borrow_mut()
+                .next_name("KTABLE-SOURCE-STATE-STORE-"),
+        };
+        source_table(&self.graph, source, store, keys, values, &materialized)
+    }
+
+    /// A global table reading every partition of `topic` on every instance. Declared now;
+    /// building a topology that contains one reports that global tables cannot run yet.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let countries = builder.global_table::<String, String>(
+    ///     "countries",
+    ///     Consumed::with(Serdes::string(), Serdes::string()),
+    ///     Materialized::as_("countries-store"),
+    /// );
+    /// assert_eq!(countries.queryable_store_name(), "countries-store");
+    /// assert!(builder.build().is_err());
+    /// ```
+    pub fn global_table<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        consumed: Consumed<K, V>,
+        materialized: Materialized<K, V>,
+    ) -> GlobalKTable<K, V> {
+        let _ = consumed;
+        let mut g = self.graph.borrow_mut();
+        let name = g.next_name("KTABLE-SOURCE-");
+        let store = materialized
+            .name
+            .unwrap_or_else(|| g.next_name("GLOBALKTABLE-STATE-STORE-"));
+        g.push(
+            name,
+            Vec::new(),
+            NodeKind::GlobalTable {
+                topic: topic.to_owned(),
+            },
+        );
+        GlobalKTable {
+            store,
+            _types: PhantomData,
+        }
+    }
+
+    /// Adds a store for Processor API processors ([`KStream::process`]) to use.
+    pub fn add_state_store(&self, store: StoreDef) -> Result<&Self> {
+        self.graph.borrow_mut().add_store(store)?;
+        Ok(self)
+    }
+
+    /// Validates the application and compiles it into a topology: repartition topics where a
+    /// key change precedes an aggregation, sub-topologies split at them, every name fixed.
+    pub fn build(&self) -> Result<Topology> {
+        self.graph.borrow().compile()
+    }
+}

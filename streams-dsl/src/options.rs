@@ -1,0 +1,290 @@
+//! Operator options, as in Kafka Streams: [`Consumed`] for sources, [`Produced`] for sinks,
+//! [`Grouped`] and [`Repartitioned`] for repartition topics, [`Materialized`] for state stores,
+//! [`Named`] for processor names.
+//!
+//! A serde left out falls back to the one the stream already knows for that type, then to the
+//! configured `default.key.serde` / `default.value.serde`.
+
+use std::sync::Arc;
+
+use state_stores::serdes::Serde;
+use streams_core::serde_slot::SerdeSlot;
+use streams_core::topology::{OffsetReset, TimestampExtractor};
+
+/// How a source reads its topic.
+pub struct Consumed<K, V> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) timestamps: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) offset_reset: Option<OffsetReset>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Consumed<K, V> {
+    fn default() -> Self {
+        Consumed {
+            keys: None,
+            values: None,
+            timestamps: None,
+            offset_reset: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Consumed<K, V> {
+    /// Reads keys and values with these serdes.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Consumed {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            ..Self::default()
+        }
+    }
+
+    /// Takes event time from `extractor`.
+    pub fn with_timestamp_extractor(
+        mut self,
+        extractor: impl TimestampExtractor<K, V> + 'static,
+    ) -> Self {
+        self.timestamps = Some(Arc::new(extractor));
+        self
+    }
+
+    /// Where to start without committed offsets.
+    pub fn with_offset_reset(mut self, reset: OffsetReset) -> Self {
+        self.offset_reset = Some(reset);
+        self
+    }
+
+    /// Names the source node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How a sink writes its topic.
+pub struct Produced<K, V> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Produced<K, V> {
+    fn default() -> Self {
+        Produced {
+            keys: None,
+            values: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Produced<K, V> {
+    /// Writes keys and values with these serdes.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Produced {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            name: None,
+        }
+    }
+
+    /// Names the sink node.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// How records are grouped: the serdes and name of the repartition topic, if one is needed.
+pub struct Grouped<K, V> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Grouped<K, V> {
+    fn default() -> Self {
+        Grouped {
+            keys: None,
+            values: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Grouped<K, V> {
+    /// Repartitions with these serdes.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Grouped {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            name: None,
+        }
+    }
+
+    /// Names the repartition topic `<application.id>-<name>-repartition`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Grouped {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, keys: impl Serde<K>) -> Self {
+        self.keys = Some(SerdeSlot::explicit(keys));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, values: impl Serde<V>) -> Self {
+        self.values = Some(SerdeSlot::explicit(values));
+        self
+    }
+
+    /// Names the repartition topic.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+/// An explicit repartition: serdes, topic name and partition count.
+pub struct Repartitioned<K, V> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) name: Option<String>,
+    pub(crate) partitions: Option<i32>,
+}
+
+impl<K, V> Default for Repartitioned<K, V> {
+    fn default() -> Self {
+        Repartitioned {
+            keys: None,
+            values: None,
+            name: None,
+            partitions: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Repartitioned<K, V> {
+    /// Repartitions with these serdes.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Repartitioned {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            ..Self::default()
+        }
+    }
+
+    /// Names the topic `<application.id>-<name>-repartition`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The topic's partition count (default: as many as the upstream sub-topology has tasks).
+    pub fn with_partitions(mut self, partitions: i32) -> Self {
+        self.partitions = Some(partitions);
+        self
+    }
+}
+
+/// Where and how a table or aggregation keeps its state.
+pub struct Materialized<K, V> {
+    pub(crate) name: Option<String>,
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) persistent: bool,
+    pub(crate) caching: bool,
+    pub(crate) logging: bool,
+}
+
+impl<K, V> Default for Materialized<K, V> {
+    fn default() -> Self {
+        Materialized {
+            name: None,
+            keys: None,
+            values: None,
+            persistent: true,
+            caching: true,
+            logging: true,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Materialized<K, V> {
+    /// A store named `name` (also the base of its changelog and repartition topic names).
+    pub fn as_(name: impl Into<String>) -> Self {
+        Materialized {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A store with these serdes and a generated name.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Materialized {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            ..Self::default()
+        }
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, keys: impl Serde<K>) -> Self {
+        self.keys = Some(SerdeSlot::explicit(keys));
+        self
+    }
+
+    /// Sets the value serde.
+    pub fn with_value_serde(mut self, values: impl Serde<V>) -> Self {
+        self.values = Some(SerdeSlot::explicit(values));
+        self
+    }
+
+    /// Keeps the store in memory (restored from its changelog when a task starts).
+    pub fn in_memory(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
+    /// Keeps the store in RocksDB (the default).
+    pub fn persistent(mut self) -> Self {
+        self.persistent = true;
+        self
+    }
+
+    /// Turns the record cache on (the default) or off. Without it every update is forwarded
+    /// at once; with it, the latest update per key at each commit or eviction.
+    pub fn with_caching(mut self, enabled: bool) -> Self {
+        self.caching = enabled;
+        self
+    }
+
+    /// Turns the changelog on (the default) or off.
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+}
+
+/// A processor's name.
+#[derive(Debug, Clone, Default)]
+pub struct Named(pub(crate) Option<String>);
+
+impl Named {
+    /// The name `name`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Named(Some(name.into()))
+    }
+
+    /// A generated name.
+    pub fn generated() -> Self {
+        Named(None)
+    }
+}
