@@ -366,7 +366,6 @@ pub struct ResolvedConfig {
     pub deserialization: SharedDeserializationHandler,
     /// The production handler.
     pub production: SharedProductionHandler,
-    #[allow(dead_code)] // used by the stream-thread runtime, which comes next
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 

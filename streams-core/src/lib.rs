@@ -4,6 +4,7 @@
 //! - [`topology`] builds and describes physical topologies (what the DSL compiles to);
 //! - [`processor`] is the Processor API;
 //! - [`testing`] has [`TopologyTestDriver`], which runs a topology without Kafka;
+//! - [`runtime`] has [`KafkaStreams`], which runs a topology on Kafka;
 //! - [`config`] has [`StreamsConfig`];
 //! - [`embedded`] is an in-process Kafka cluster for examples and quick tests.
 
@@ -15,6 +16,7 @@ pub mod error;
 pub mod handlers;
 pub mod processor;
 pub mod record;
+pub mod runtime;
 pub mod serde_slot;
 pub(crate) mod task;
 pub mod testing;
@@ -25,6 +27,7 @@ pub use dynamic::TypeTag;
 pub use error::{Result, StreamsError};
 pub use processor::{Processor, ProcessorContext, ProcessorResult, PunctuationType};
 pub use record::{Headers, Record, RecordMetadata};
+pub use runtime::{KafkaStreams, State};
 pub use serde_slot::SerdeSlot;
 pub use task::{TaskId, TaskMetrics};
 pub use testing::TopologyTestDriver;

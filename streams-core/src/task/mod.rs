@@ -19,7 +19,6 @@ use state_stores::cache::CacheBudget;
 use state_stores::caching::CachingConfig;
 use state_stores::changelog::Changelog;
 use state_stores::checkpoint::Checkpoint;
-use state_stores::metering::StoreMetrics;
 use state_stores::state_dir::{StateDirectory, TaskDirectory};
 use state_stores::typed::StoreCell;
 use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
@@ -82,7 +81,6 @@ pub struct TaskMetrics {
     pub punctuations: u64,
 }
 
-#[allow(dead_code)] // used by the stream-thread runtime, which comes next
 pub(crate) struct StreamTask {
     pub(crate) id: TaskId,
     rt: TaskRuntime,
@@ -95,13 +93,11 @@ pub(crate) struct StreamTask {
     /// Next offset to commit per input partition, advanced as records are taken.
     consumed: BTreeMap<(String, i32), i64>,
     changelogs: Vec<ChangelogPartition>,
-    store_metrics: BTreeMap<String, Arc<StoreMetrics>>,
     dir: Option<TaskDirectory>,
     pub(crate) metrics: TaskMetrics,
     initialized: bool,
 }
 
-#[allow(dead_code)] // used by the stream-thread runtime, which comes next
 impl StreamTask {
     /// Creates the task: locks its directory if it has state, opens its stores, instantiates its
     /// processors (not yet initialized: restore first, then [`init`](Self::init)).
@@ -124,7 +120,6 @@ impl StreamTask {
         let timestamp = Arc::new(AtomicI64::new(0));
         let mut stores = HashMap::new();
         let mut changelogs = Vec::new();
-        let mut store_metrics = BTreeMap::new();
         for name in &sub.stores {
             let def = topology
                 .store(name)
@@ -161,9 +156,6 @@ impl StreamTask {
                     emit: def.emit,
                 });
             }
-            let metrics = StoreMetrics::new();
-            builder = builder.with_metering(metrics.clone());
-            store_metrics.insert(name.clone(), metrics);
             let handle = match def.kind {
                 StoreKind::KeyValue => {
                     StoreHandle::KeyValue(StoreCell::new(builder.build_key_value()?), keys, values)
@@ -248,7 +240,6 @@ impl StreamTask {
             handler: env.deserialization.clone(),
             consumed: BTreeMap::new(),
             changelogs,
-            store_metrics,
             dir,
             metrics: TaskMetrics::default(),
             initialized: false,
@@ -394,11 +385,6 @@ impl StreamTask {
         self.queues.buffered()
     }
 
-    /// Drops the buffered records of a revoked partition.
-    pub(crate) fn clear_partition(&mut self, topic: &str, partition: i32) {
-        self.queues.clear_partition(topic, partition);
-    }
-
     /// Processes the next buffered record, if any; returns whether there was one.
     pub(crate) fn process_next(&mut self) -> Result<bool> {
         let Some((topic, partition, partition_time, raw)) = self.queues.next() else {
@@ -519,18 +505,9 @@ impl StreamTask {
         self.rt.shared.commit_requested
     }
 
-    pub(crate) fn stream_time(&self) -> i64 {
-        self.rt.shared.stream_time
-    }
-
     /// A store of this task, for the test driver and interactive queries.
     pub(crate) fn store(&self, name: &str) -> Option<&StoreHandle> {
         self.rt.shared.stores.get(name)
-    }
-
-    /// Metrics of one store.
-    pub(crate) fn store_metrics(&self, name: &str) -> Option<Arc<StoreMetrics>> {
-        self.store_metrics.get(name).cloned()
     }
 
     /// Closes processors and stores, then releases the task directory. With `clean`, the caller
@@ -555,13 +532,5 @@ impl StreamTask {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// Deletes the task's local state (stores and checkpoint): it will restore from scratch.
-    pub(crate) fn wipe_state(&self) -> Result<()> {
-        if let Some(dir) = &self.dir {
-            dir.wipe()?;
-        }
-        Ok(())
     }
 }

@@ -24,7 +24,6 @@ pub(crate) struct PartitionGroup {
     buffered: usize,
 }
 
-#[allow(dead_code)] // used by the stream-thread runtime, which comes next
 impl PartitionGroup {
     fn queue_mut(&mut self, topic: &str, partition: i32) -> &mut PartitionQueue {
         let idx = match self
@@ -89,18 +88,6 @@ impl PartitionGroup {
     /// Records buffered in all partitions.
     pub(crate) fn buffered(&self) -> usize {
         self.buffered
-    }
-
-    /// Drops the buffered records of one partition (it was revoked).
-    pub(crate) fn clear_partition(&mut self, topic: &str, partition: i32) {
-        if let Some(q) = self
-            .queues
-            .iter_mut()
-            .find(|q| q.partition == partition && q.topic == topic)
-        {
-            self.buffered -= q.records.len();
-            q.records.clear();
-        }
     }
 }
 

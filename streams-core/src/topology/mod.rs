@@ -62,7 +62,6 @@ pub(crate) enum NodeKind {
     Source {
         topics: Vec<TopicName>,
         codec: Arc<dyn SourceCodec>,
-        #[allow(dead_code)] // used by the stream-thread runtime, which comes next
         offset_reset: Option<OffsetReset>,
     },
     Processor {
@@ -756,6 +755,27 @@ impl Topology {
             store.serdes.resolve(defaults, &store.name)?;
         }
         Ok(())
+    }
+
+    /// Source topics (full names) whose source sets its own `auto.offset.reset`.
+    pub fn offset_resets(
+        &self,
+        application_id: &str,
+    ) -> std::collections::HashMap<String, OffsetReset> {
+        let mut resets = std::collections::HashMap::new();
+        for node in &self.nodes {
+            if let NodeKind::Source {
+                topics,
+                offset_reset: Some(reset),
+                ..
+            } = &node.kind
+            {
+                for t in topics {
+                    resets.insert(t.full(application_id), *reset);
+                }
+            }
+        }
+        resets
     }
 
     /// The sub-topology reading `topic` (full name for `application_id`).

@@ -1,0 +1,374 @@
+//! Word count, as in Kafka's WordCountDemo.
+//!
+//! Without `--bootstrap-servers` it starts the embedded broker, feeds it `--input-file` (by
+//! default a text bundled with the project), processes everything, prints the top words as a
+//! table and exits. With `--bootstrap-servers` it runs against that cluster until SIGINT or
+//! SIGTERM, then shuts down gracefully.
+//!
+//! ```sh
+//! cargo run --release --example wordcount
+//! cargo run --release --example wordcount -- --bootstrap-servers 127.0.0.1:9092 --threads 2
+//! ```
+
+// An example prints its results; library crates log instead.
+#![allow(clippy::print_stdout)]
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use kstreams::embedded::EmbeddedKafka;
+use kstreams::prelude::*;
+use kstreams::{KafkaStreams, State};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Guarantee {
+    #[value(name = "at_least_once")]
+    AtLeastOnce,
+    #[value(name = "exactly_once_v2")]
+    ExactlyOnceV2,
+}
+
+/// Counts words in a stream of text lines.
+#[derive(Debug, Parser)]
+#[command(name = "wordcount", version)]
+struct Args {
+    /// Kafka brokers. Without it, an embedded broker is started and fed --input-file.
+    #[arg(long)]
+    bootstrap_servers: Option<String>,
+    /// Text to count on the embedded broker (default: a text bundled with the project).
+    #[arg(long)]
+    input_file: Option<PathBuf>,
+    #[arg(long, default_value = "streams-plaintext-input")]
+    input_topic: String,
+    #[arg(long, default_value = "streams-wordcount-output")]
+    output_topic: String,
+    #[arg(long, default_value = "wordcount")]
+    application_id: String,
+    /// Local state directory (default: a directory under the system's temp dir).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "at_least_once")]
+    processing_guarantee: Guarantee,
+    /// Stream threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Partitions of the topics this program creates when they are missing.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// How many words the embedded run prints.
+    #[arg(long, default_value_t = 20)]
+    top: usize,
+    /// commit.interval.ms (default: Kafka Streams' 30000, or 1000 on the embedded broker).
+    #[arg(long)]
+    commit_interval_ms: Option<u64>,
+}
+
+const BUNDLED_TEXT: &str = include_str!("data/wordcount.txt");
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    support::init_logging(if args.bootstrap_servers.is_some() {
+        "info"
+    } else {
+        "warn"
+    });
+    let result = match &args.bootstrap_servers {
+        Some(bootstrap) => run_on_cluster(&args, bootstrap),
+        None => run_embedded(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wordcount: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(args: &Args, default_commit_ms: u64) -> StreamsConfig {
+    let state_dir = args
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("kstreams-wordcount"));
+    StreamsConfig::new(&args.application_id)
+        .set("num.stream.threads", args.threads)
+        .set("state.dir", state_dir.display())
+        .set(
+            "processing.guarantee",
+            match args.processing_guarantee {
+                Guarantee::AtLeastOnce => "at_least_once",
+                Guarantee::ExactlyOnceV2 => "exactly_once_v2",
+            },
+        )
+        .set(
+            "commit.interval.ms",
+            args.commit_interval_ms.unwrap_or(default_commit_ms),
+        )
+        // A line that is not UTF-8 is skipped and counted, and the application goes on.
+        .set(
+            "default.deserialization.exception.handler",
+            "log-and-continue",
+        )
+}
+
+/// Runs against a real cluster until SIGINT or SIGTERM.
+fn run_on_cluster(args: &Args, bootstrap: &str) -> Result<(), Box<dyn std::error::Error>> {
+    create_topics_if_missing(
+        bootstrap,
+        &[&args.input_topic, &args.output_topic],
+        args.partitions,
+    )?;
+    let topology = support::word_count_topology(&args.input_topic, &args.output_topic)?;
+    tracing::info!("\n{}", topology.describe());
+    let streams = KafkaStreams::new(
+        topology,
+        config(args, 30_000).set("bootstrap.servers", bootstrap),
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        streams.start_async().await?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let failed = streams.wait_for(|s| matches!(s, State::Error | State::NotRunning));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+            state = failed => tracing::error!(?state, "the application stopped by itself"),
+        }
+        let stopped = streams.close_async(Duration::from_secs(60)).await;
+        let metrics = streams.metrics();
+        tracing::info!(
+            processed = metrics.processed(),
+            skipped = metrics.skipped(),
+            stopped,
+            "closed"
+        );
+        match streams.error() {
+            Some(e) => Err(format!("the application failed: {e}").into()),
+            None => Ok(()),
+        }
+    })
+}
+
+fn create_topics_if_missing(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))?;
+    let missing: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|t| !metadata.topics().iter().any(|m| m.name() == **t))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.create_topics(&missing, &options))? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(%topic, "topic exists")
+            }
+            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}").into()),
+        }
+    }
+    Ok(())
+}
+
+/// Runs on the embedded broker: feed the text, process it all, print the top words.
+fn run_embedded(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let text = match &args.input_file {
+        Some(path) => {
+            std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?
+        }
+        None => BUNDLED_TEXT.as_bytes().to_vec(),
+    };
+    let kafka = EmbeddedKafka::start()?;
+    kafka.create_topic(&args.input_topic, args.partitions)?;
+    kafka.create_topic(&args.output_topic, args.partitions)?;
+
+    // Feed the lines. Lines that are not UTF-8 go in as they are: the application skips them.
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("linger.ms", "5")
+        .create()?;
+    let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
+    for line in &lines {
+        let mut record = BaseRecord::<(), [u8]>::to(&args.input_topic).payload(*line);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60))?;
+
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("kstreams-wordcount-{}", std::process::id()))
+    });
+    let topology = support::word_count_topology(&args.input_topic, &args.output_topic)?;
+    let config = config(args, 1_000)
+        .set("state.dir", state_dir.display())
+        .with_embedded(&kafka);
+    let streams = KafkaStreams::new(topology, config)?;
+    streams.start()?;
+    let outcome = wait_until_done(&streams, &kafka, args);
+    let closed = streams.close(Duration::from_secs(60));
+    let metrics = streams.metrics();
+    if args.state_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&state_dir);
+    }
+    outcome?;
+    if !closed {
+        return Err("the application did not shut down within 60 s".into());
+    }
+
+    let counts = read_counts(&kafka, &args.output_topic)?;
+    let mut ranked: Vec<(&String, &i64)> = counts.iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    let total: i64 = counts.values().sum();
+    println!("| rank | word | count |");
+    println!("|---:|---|---:|");
+    for (i, (word, count)) in ranked.iter().take(args.top).enumerate() {
+        println!("| {} | {} | {} |", i + 1, word, count);
+    }
+    println!();
+    println!(
+        "{} lines, {} words, {} distinct; {} records processed, {} skipped as unreadable; {:.1} s",
+        lines.len(),
+        total,
+        counts.len(),
+        metrics.processed(),
+        metrics.skipped(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Waits until the application has committed every input and repartition record.
+fn wait_until_done(
+    streams: &KafkaStreams,
+    kafka: &EmbeddedKafka,
+    args: &Args,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", &args.application_id)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let repartition = format!("{}-counts-repartition", args.application_id);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut caught_up_once = false;
+    loop {
+        if let Some(e) = streams.error() {
+            return Err(format!("the application failed: {e}").into());
+        }
+        if Instant::now() > deadline {
+            return Err("the input was not processed within 5 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        if streams.state() != State::Running {
+            continue;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for topic in [&args.input_topic, &repartition] {
+            for p in 0..args.partitions {
+                tpl.add_partition(topic, p);
+            }
+        }
+        let committed = probe.committed_offsets(tpl, Duration::from_secs(10))?;
+        let mut caught_up = true;
+        for e in committed.elements() {
+            let (_, high) =
+                probe.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))?;
+            let at = match e.offset() {
+                Offset::Offset(o) => o,
+                _ => 0,
+            };
+            caught_up &= at >= high;
+        }
+        // Twice in a row: the final commit also flushed the caches into the output.
+        if caught_up && caught_up_once {
+            return Ok(());
+        }
+        caught_up_once = caught_up;
+    }
+}
+
+/// The last count of every word in the output topic.
+fn read_counts(
+    kafka: &EmbeddedKafka,
+    topic: &str,
+) -> Result<HashMap<String, i64>, Box<dyn std::error::Error>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", "wordcount-reader")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        ends.insert(
+            p,
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1,
+        );
+    }
+    consumer.assign(&tpl)?;
+    let mut counts = HashMap::new();
+    let mut done: HashMap<i32, bool> = ends.iter().map(|(p, end)| (*p, *end == 0)).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while done.values().any(|d| !d) && Instant::now() < deadline {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            let word = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
+            let count = m
+                .payload()
+                .and_then(|p| <[u8; 8]>::try_from(p).ok())
+                .map(i64::from_be_bytes)
+                .ok_or("a count that is not 8 bytes")?;
+            counts.insert(word, count);
+            if m.offset() + 1 >= ends[&m.partition()] {
+                done.insert(m.partition(), true);
+            }
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,212 @@
+//! Word-count runs on Kafka: input generation, the oracle, and waiting for an application to
+//! catch up.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::Cluster;
+
+#[path = "../../examples/support/mod.rs"]
+mod example;
+
+#[allow(unused_imports)] // not every test crate uses both
+pub use example::{word_count_topology, words};
+
+/// A line of input: words from a vocabulary of a few thousand, in mixed case, with
+/// punctuation; every 500th line is null and every 997th is not UTF-8.
+pub fn line(i: u64) -> Option<Vec<u8>> {
+    if i % 500 == 499 {
+        return None;
+    }
+    if i % 997 == 996 {
+        return Some(vec![b'o', b'k', b' ', 0xff, 0xfe, b'!']);
+    }
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef;
+    let mut out = String::new();
+    for j in 0..(3 + i % 9) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let word = x % 3000;
+        let text = match x % 7 {
+            0 => format!("Word{word}"),
+            1 => format!("WORD{word}"),
+            2 => format!("w_{word}"),
+            _ => format!("word{word}"),
+        };
+        out.push_str(&text);
+        out.push_str(match (x >> 3) % 5 {
+            0 => ", ",
+            1 => " - ",
+            2 => "! ",
+            _ if j % 2 == 0 => " ",
+            _ => "\t",
+        });
+    }
+    Some(out.into_bytes())
+}
+
+/// The final count of every word in lines `range`.
+pub fn oracle(range: std::ops::Range<u64>, counts: &mut HashMap<String, i64>) {
+    for i in range {
+        if let Some(bytes) = line(i) {
+            if let Ok(text) = std::str::from_utf8(&bytes) {
+                for w in words(text) {
+                    *counts.entry(w).or_default() += 1;
+                }
+            }
+        }
+    }
+}
+
+/// Lines in `range` that the application must skip as unreadable.
+pub fn unreadable(range: std::ops::Range<u64>) -> u64 {
+    range
+        .filter(|i| line(*i).is_some_and(|b| std::str::from_utf8(&b).is_err()))
+        .count() as u64
+}
+
+/// Produces lines `range` to `topic` (null keys), and waits until they are acknowledged.
+pub fn produce_lines(cluster: &dyn Cluster, topic: &str, range: std::ops::Range<u64>) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("linger.ms", "20")
+        .set("batch.num.messages", "10000")
+        .create()
+        .expect("producer");
+    for i in range {
+        let payload = line(i);
+        let mut record = BaseRecord::<(), [u8]>::to(topic);
+        if let Some(p) = payload.as_deref() {
+            record = record.payload(p);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err((e, _)) => panic!("producing input: {e}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush input");
+}
+
+/// Waits until group `application_id` has committed everything in `topics` (each with
+/// `partitions` partitions), twice in a row, so the caches' final flush is out too.
+pub fn wait_caught_up(
+    cluster: &dyn Cluster,
+    application_id: &str,
+    topics: &[String],
+    partitions: i32,
+    timeout: Duration,
+) {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", application_id)
+        .create()
+        .expect("probe");
+    let deadline = Instant::now() + timeout;
+    let mut streak = 0;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{application_id} did not catch up within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+        let mut tpl = TopicPartitionList::new();
+        for t in topics {
+            for p in 0..partitions {
+                tpl.add_partition(t, p);
+            }
+        }
+        let Ok(committed) = probe.committed_offsets(tpl, Duration::from_secs(10)) else {
+            continue;
+        };
+        let caught_up = committed.elements().iter().all(|e| {
+            let high = probe
+                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
+                .map_or(i64::MAX, |w| w.1);
+            matches!(e.offset(), Offset::Offset(o) if o >= high) || high == 0
+        });
+        streak = if caught_up { streak + 1 } else { 0 };
+        if streak >= 2 {
+            return;
+        }
+    }
+}
+
+/// The last value of every key in `topic`, as word -> count.
+pub fn read_counts(cluster: &dyn Cluster, topic: &str, partitions: i32) -> HashMap<String, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", "wordcount-reader")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    let mut remaining = 0;
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .expect("tpl");
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        ends.insert(p, high);
+        if high > 0 {
+            remaining += 1;
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut counts = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while remaining > 0 {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("consume output");
+            let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 word");
+            let count =
+                i64::from_be_bytes(m.payload().expect("count").try_into().expect("8 bytes"));
+            counts.insert(word, count);
+            if m.offset() + 1 == ends[&m.partition()] {
+                remaining -= 1;
+            }
+        }
+    }
+    counts
+}
+
+/// Compares two count maps, naming a few differences.
+pub fn assert_counts_equal(got: &HashMap<String, i64>, want: &HashMap<String, i64>) {
+    let mut diffs: Vec<String> = want
+        .iter()
+        .filter(|(w, c)| got.get(*w) != Some(c))
+        .map(|(w, c)| format!("{w}: got {:?}, want {c}", got.get(w)))
+        .chain(
+            got.keys()
+                .filter(|w| !want.contains_key(*w))
+                .map(|w| format!("{w}: unexpected")),
+        )
+        .collect();
+    diffs.sort();
+    assert!(
+        diffs.is_empty(),
+        "{} words differ, e.g. {:?}",
+        diffs.len(),
+        &diffs[..diffs.len().min(10)]
+    );
+}
