@@ -4,7 +4,9 @@ use std::path::PathBuf;
 
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 
-use super::{ensure_dir, restore_write_options, rocks_error, write_options, RocksDbMemory};
+use super::{
+    ensure_dir, restore_write_options, rocks_error, write_options, Reservation, RocksDbMemory,
+};
 use crate::error::{Result, StoreError};
 use crate::store::{ChangelogRecord, KeyValueBytesStore, KeyValueIter, StateStore};
 
@@ -13,6 +15,7 @@ pub struct RocksDbKeyValueStore {
     name: String,
     path: PathBuf,
     db: Option<DB>,
+    _reservation: Option<Reservation>,
 }
 
 impl std::fmt::Debug for RocksDbKeyValueStore {
@@ -35,11 +38,13 @@ impl RocksDbKeyValueStore {
         let name = name.into();
         let path = path.into();
         ensure_dir(&path)?;
+        let reservation = memory.reserve();
         let db = DB::open(&memory.options(), &path).map_err(|e| rocks_error(&name, &path, e))?;
         Ok(RocksDbKeyValueStore {
             name,
             path,
             db: Some(db),
+            _reservation: Some(reservation),
         })
     }
 
@@ -68,6 +73,7 @@ impl StateStore for RocksDbKeyValueStore {
         if self.db.is_some() {
             self.flush()?;
             self.db = None;
+            self._reservation = None;
         }
         Ok(())
     }

@@ -2,8 +2,11 @@
 //!
 //! Every RocksDB instance in a process draws on one [`RocksDbMemory`]: a shared LRU block cache,
 //! and a write-buffer manager that charges memtables to that same cache and stalls writers when
-//! they would exceed it. So 64 stores (say, 16 tasks x 4 stores) fit the same budget as one,
-//! which is what Kafka Streams' per-store defaults cannot promise.
+//! they would exceed it. Each open store also reserves [`PER_STORE_RESERVE`] of the budget for
+//! what RocksDB allocates outside its cache (the database's own structures, file buffers, flush
+//! and compaction work), and the cache shrinks by that much (down to a quarter of the budget).
+//! So 64 stores (say, 16 tasks x 4 stores) fit the same budget as one, which is what Kafka
+//! Streams' per-store defaults cannot promise.
 //!
 //! # Durability
 //!
@@ -22,6 +25,8 @@ pub use key_value::RocksDbKeyValueStore;
 pub use segmented::{default_segment_interval, RocksDbSessionStore, RocksDbWindowStore};
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use rocksdb::{
     BlockBasedOptions, Cache, DBCompressionType, Options, WriteBufferManager, WriteOptions,
@@ -29,28 +34,43 @@ use rocksdb::{
 
 use crate::error::{Result, StoreError};
 
-/// The default memory budget for all RocksDB stores of a process: 128 MiB, of which at most half
-/// holds memtables.
+/// The default memory budget for all RocksDB stores of a process: 128 MiB.
 pub const DEFAULT_ROCKSDB_MEMORY_BYTES: usize = 128 << 20;
 
 /// The smallest budget accepted: below this RocksDB stalls writers nearly all the time.
 pub const MIN_ROCKSDB_MEMORY_BYTES: usize = 8 << 20;
 
-/// One memory budget shared by every RocksDB store of a process: a block cache of `total_bytes`,
-/// with memtables (up to `write_buffer_bytes`) charged against it. Cheap to clone (shared handles).
+/// Memory a memtable holds as soon as it has one entry (its first arena blocks).
+const MIN_MEMTABLE_BYTES: usize = 256 << 10;
+
+/// What each open RocksDB store reserves of the budget for memory RocksDB keeps outside its cache
+/// (measured with `benches/state_memory.rs`: about 190 KiB to open a database and as much again in
+/// flush and compaction work under load). The cache never shrinks below a quarter of the budget,
+/// so a budget holds while it is at least about two thirds of a MiB per open store; below that
+/// the stores' fixed cost exceeds it.
+pub const PER_STORE_RESERVE: usize = 512 << 10;
+
+/// One memory budget shared by every RocksDB store of a process: a block cache with memtables
+/// (up to half of it) charged against it, sized to what is left of the budget after each open
+/// store's reserve. Cheap to clone (shared handles).
 #[derive(Clone)]
 pub struct RocksDbMemory {
+    inner: Arc<MemoryInner>,
+}
+
+struct MemoryInner {
     cache: Cache,
     write_buffers: WriteBufferManager,
     total_bytes: usize,
-    write_buffer_bytes: usize,
+    open_stores: AtomicUsize,
+    resizing: Mutex<()>,
 }
 
 impl std::fmt::Debug for RocksDbMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksDbMemory")
-            .field("total_bytes", &self.total_bytes)
-            .field("write_buffer_bytes", &self.write_buffer_bytes)
+            .field("total_bytes", &self.inner.total_bytes)
+            .field("open_stores", &self.open_stores())
             .field("usage", &self.usage())
             .finish()
     }
@@ -63,9 +83,20 @@ impl Default for RocksDbMemory {
     }
 }
 
+/// A store's claim on the budget; released when the store closes.
+pub(crate) struct Reservation {
+    memory: RocksDbMemory,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.memory.inner.open_stores.fetch_sub(1, Ordering::AcqRel);
+        self.memory.resize();
+    }
+}
+
 impl RocksDbMemory {
-    /// A budget of `total_bytes` for block cache and memtables together; memtables may use up to
-    /// half of it.
+    /// A budget of `total_bytes` for all RocksDB memory of the process.
     pub fn new(total_bytes: usize) -> Result<Self> {
         if total_bytes < MIN_ROCKSDB_MEMORY_BYTES {
             return Err(StoreError::Config {
@@ -79,45 +110,85 @@ impl RocksDbMemory {
     }
 
     fn build(total_bytes: usize) -> Self {
-        let write_buffer_bytes = total_bytes / 2;
         let cache = Cache::new_lru_cache(total_bytes);
         let write_buffers = WriteBufferManager::new_write_buffer_manager_with_cache(
-            write_buffer_bytes,
+            total_bytes / 2,
             true,
             cache.clone(),
         );
         RocksDbMemory {
-            cache,
-            write_buffers,
-            total_bytes,
-            write_buffer_bytes,
+            inner: Arc::new(MemoryInner {
+                cache,
+                write_buffers,
+                total_bytes,
+                open_stores: AtomicUsize::new(0),
+                resizing: Mutex::new(()),
+            }),
         }
     }
 
     /// The budget in bytes.
     pub fn total_bytes(&self) -> usize {
-        self.total_bytes
+        self.inner.total_bytes
     }
 
-    /// The part of the budget memtables may hold.
+    /// The block cache's capacity now: the budget less the open stores' reserves.
+    pub fn cache_bytes(&self) -> usize {
+        let total = self.inner.total_bytes;
+        total
+            .saturating_sub(self.open_stores() * PER_STORE_RESERVE)
+            .max(total / 4)
+    }
+
+    /// The part of the cache memtables may hold now: half of it, and at least room for every
+    /// open store's smallest memtable.
     pub fn write_buffer_bytes(&self) -> usize {
-        self.write_buffer_bytes
+        let cache = self.cache_bytes();
+        (cache / 2).max((self.open_stores() * MIN_MEMTABLE_BYTES).min(cache))
+    }
+
+    /// Stores open under this budget.
+    pub fn open_stores(&self) -> usize {
+        self.inner.open_stores.load(Ordering::Acquire)
     }
 
     /// Bytes in use now: cached blocks, index and filter blocks, and memtables.
     pub fn usage(&self) -> usize {
-        self.cache.get_usage()
+        self.inner.cache.get_usage()
     }
 
     /// Bytes held by memtables now.
     pub fn write_buffer_usage(&self) -> usize {
-        self.write_buffers.get_usage()
+        self.inner.write_buffers.get_usage()
+    }
+
+    fn resize(&self) {
+        let _serial = self
+            .inner
+            .resizing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let cache_bytes = self.cache_bytes();
+        let mut cache = self.inner.cache.clone();
+        cache.set_capacity(cache_bytes);
+        self.inner
+            .write_buffers
+            .set_buffer_size(self.write_buffer_bytes());
+    }
+
+    /// Claims a store's reserve; the cache shrinks accordingly until the reservation drops.
+    pub(crate) fn reserve(&self) -> Reservation {
+        self.inner.open_stores.fetch_add(1, Ordering::AcqRel);
+        self.resize();
+        Reservation {
+            memory: self.clone(),
+        }
     }
 
     /// Options for one store's database under this budget.
     pub(crate) fn options(&self) -> Options {
         let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&self.cache);
+        table.set_block_cache(&self.inner.cache);
         // Index and filter blocks live in the cache too, so they count against the budget.
         table.set_cache_index_and_filter_blocks(true);
         table.set_pin_l0_filter_and_index_blocks_in_cache(true);
@@ -128,11 +199,25 @@ impl RocksDbMemory {
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_block_based_table_factory(&table);
-        options.set_write_buffer_manager(&self.write_buffers);
+        options.set_write_buffer_manager(&self.inner.write_buffers);
         // Each memtable may grow to an eighth of the memtable budget (1 to 16 MiB); the manager
         // flushes the largest ones when their sum nears the budget.
-        options.set_write_buffer_size((self.write_buffer_bytes / 8).clamp(1 << 20, 16 << 20));
+        options.set_write_buffer_size((self.inner.total_bytes / 16).clamp(1 << 20, 16 << 20));
         options.set_max_write_buffer_number(3);
+        // Memtables grow in arena blocks; RocksDB's default (an eighth of the memtable) makes
+        // 64 stores reserve their whole share of the budget before holding any data, and the
+        // write-buffer manager then flushes and stalls without end. Small blocks keep
+        // reservation close to use.
+        options.set_arena_block_size(64 << 10);
+        // Each file being written (the WAL, a flush, a compaction) buffers up to this much;
+        // RocksDB's 1 MiB default is 64 MiB outside the budget for 64 stores' WALs alone.
+        options.set_writable_file_max_buffer_size(64 << 10);
+        // Every database keeps an info log; at the default level it dumps all options on open
+        // and statistics every few minutes. Warnings and errors are what an operator needs.
+        options.set_log_level(rocksdb::LogLevel::Warn);
+        options.set_keep_log_file_num(2);
+        options.set_stats_dump_period_sec(0);
+        options.set_stats_persist_period_sec(0);
         // Like Kafka Streams: the changelog is the source of truth; CPU goes to processing.
         options.set_compression_type(DBCompressionType::None);
         options.set_max_background_jobs(2);

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
 
-use super::{ensure_dir, restore_write_options, rocks_error, write_options, RocksDbMemory};
+use super::{
+    ensure_dir, restore_write_options, rocks_error, write_options, Reservation, RocksDbMemory,
+};
 use crate::error::{Result, StoreError};
 use crate::keys;
 use crate::store::{
@@ -33,6 +35,7 @@ struct Segments {
     retention: i64,
     observed: i64,
     live: BTreeSet<i64>,
+    _reservation: Option<Reservation>,
 }
 
 impl Segments {
@@ -52,6 +55,7 @@ impl Segments {
             });
         }
         ensure_dir(&path)?;
+        let reservation = memory.reserve();
         let options = memory.options();
         // A database that does not exist yet has only the default column family.
         let families = DB::list_cf(&options, &path).unwrap_or_else(|_| vec!["default".to_owned()]);
@@ -86,6 +90,7 @@ impl Segments {
             retention,
             observed,
             live,
+            _reservation: Some(reservation),
         })
     }
 
@@ -299,6 +304,7 @@ impl Segments {
         if self.db.is_some() {
             self.flush()?;
             self.db = None;
+            self._reservation = None;
         }
         Ok(())
     }
