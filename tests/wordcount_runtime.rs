@@ -288,3 +288,46 @@ fn a_missing_source_topic_is_a_clear_error_before_anything_runs() {
     assert!(err.to_string().contains(&missing), "{err}");
     assert_eq!(streams.state(), State::Created);
 }
+
+#[test]
+#[ignore = "needs a real Kafka broker: run scripts/test.sh"]
+fn exactly_once_v2_word_count_matches_the_oracle() {
+    init_logs();
+    let kafka = real_kafka();
+    let app = App::new(&kafka, "wc-eos");
+    let lines = 30_000;
+    produce_lines(&kafka, &app.input, 0..lines);
+    let state = tempfile::tempdir().expect("state dir");
+    let config = StreamsConfig::new(&app.id)
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("state.dir", state.path().display())
+        .set("num.stream.threads", 2)
+        .set("processing.guarantee", "exactly_once_v2")
+        .set(
+            "default.deserialization.exception.handler",
+            "log-and-continue",
+        );
+    let streams = KafkaStreams::new(
+        word_count_topology(&app.input, &app.output).expect("topology"),
+        config,
+    )
+    .expect("instance");
+    let started = Instant::now();
+    streams.start().expect("start");
+    app.wait(&kafka);
+    let elapsed = started.elapsed();
+    let processed = streams.metrics().processed();
+    assert!(streams.close(Duration::from_secs(60)));
+    assert!(streams.error().is_none(), "{:?}", streams.error());
+
+    let mut want = HashMap::new();
+    oracle(0..lines, &mut want);
+    let got =
+        support::wordcount::read_counts_with(&kafka, &app.output, PARTITIONS, "read_committed");
+    assert_counts_equal(&got, &want);
+    eprintln!(
+        "exactly-once: {processed} records in {:.2} s ({:.0} records/s, 2 threads, commit every 100 ms)",
+        elapsed.as_secs_f64(),
+        processed as f64 / elapsed.as_secs_f64()
+    );
+}
