@@ -214,22 +214,8 @@ fn run_embedded(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .create()?;
     let lines: Vec<&[u8]> = text.split(|b| *b == b'\n').collect();
     for line in &lines {
-        let mut record = BaseRecord::<(), [u8]>::to(&args.input_topic).payload(*line);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        let record = BaseRecord::to(&args.input_topic).payload(*line);
+        support::send_waiting(&producer, record)?;
     }
     producer.flush(Duration::from_secs(60))?;
 
@@ -281,14 +267,12 @@ fn wait_until_done(
     kafka: &EmbeddedKafka,
     args: &Args,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("group.id", &args.application_id)
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let repartition = format!("{}-counts-repartition", args.application_id);
+    let topics = [
+        args.input_topic.clone(),
+        format!("{}-counts-repartition", args.application_id),
+    ];
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut caught_up_once = false;
+    let mut streak = 0;
     loop {
         if let Some(e) = streams.error() {
             return Err(format!("the application failed: {e}").into());
@@ -300,28 +284,17 @@ fn wait_until_done(
         if streams.state() != State::Running {
             continue;
         }
-        let mut tpl = TopicPartitionList::new();
-        for topic in [&args.input_topic, &repartition] {
-            for p in 0..args.partitions {
-                tpl.add_partition(topic, p);
-            }
-        }
-        let committed = probe.committed_offsets(tpl, Duration::from_secs(10))?;
-        let mut caught_up = true;
-        for e in committed.elements() {
-            let (_, high) =
-                probe.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))?;
-            let at = match e.offset() {
-                Offset::Offset(o) => o,
-                _ => 0,
-            };
-            caught_up &= at >= high;
-        }
+        let caught_up = support::group_caught_up(
+            kafka.bootstrap_servers(),
+            &args.application_id,
+            &topics,
+            args.partitions,
+        )?;
+        streak = if caught_up { streak + 1 } else { 0 };
         // Twice in a row: the final commit also flushed the caches into the output.
-        if caught_up && caught_up_once {
+        if streak == 2 {
             return Ok(());
         }
-        caught_up_once = caught_up;
     }
 }
 

@@ -81,25 +81,11 @@ pub fn produce_lines(cluster: &dyn Cluster, topic: &str, range: std::ops::Range<
         .expect("producer");
     for i in range {
         let payload = line(i);
-        let mut record = BaseRecord::<(), [u8]>::to(topic);
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic);
         if let Some(p) = payload.as_deref() {
             record = record.payload(p);
         }
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => panic!("producing input: {e}"),
-            }
-        }
+        example::send_waiting(&producer, record).expect("producing input");
     }
     producer
         .flush(Duration::from_secs(60))
@@ -115,11 +101,6 @@ pub fn wait_caught_up(
     partitions: i32,
     timeout: Duration,
 ) {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("group.id", application_id)
-        .create()
-        .expect("probe");
     let deadline = Instant::now() + timeout;
     let mut streak = 0;
     loop {
@@ -128,64 +109,14 @@ pub fn wait_caught_up(
             "{application_id} did not catch up within {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(250));
-        let mut tpl = TopicPartitionList::new();
-        for t in topics {
-            for p in 0..partitions {
-                tpl.add_partition(t, p);
-            }
-        }
-        let Ok(committed) = probe.committed_offsets(tpl, Duration::from_secs(10)) else {
-            continue;
-        };
-        let caught_up = committed.elements().iter().all(|e| {
-            let high = probe
-                .fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))
-                .map_or(i64::MAX, |w| w.1);
-            match e.offset() {
-                Offset::Offset(o) if o >= high => true,
-                // Transaction markers occupy offsets: caught up if nothing readable is left.
-                Offset::Offset(o) => !has_records(cluster, e.topic(), e.partition(), o, high),
-                _ => high == 0,
-            }
-        });
+        let caught_up =
+            example::group_caught_up(&cluster.bootstrap(), application_id, topics, partitions)
+                .unwrap_or(false);
         streak = if caught_up { streak + 1 } else { 0 };
         if streak >= 2 {
             return;
         }
     }
-}
-
-/// Whether `topic`-`partition` holds a committed record in `[from, to)`.
-fn has_records(cluster: &dyn Cluster, topic: &str, partition: i32, from: i64, to: i64) -> bool {
-    let reader: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("group.id", "caught-up-probe")
-        .set("isolation.level", "read_committed")
-        .create()
-        .expect("probe reader");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, partition, Offset::Offset(from))
-        .expect("tpl");
-    reader.assign(&tpl).expect("assign");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if let Some(Ok(m)) = reader.poll(Duration::from_millis(100)) {
-            return m.offset() < to;
-        }
-        let at_end = reader
-            .position()
-            .ok()
-            .and_then(|p| {
-                p.elements()
-                    .first()
-                    .map(|e| matches!(e.offset(), Offset::Offset(o) if o >= to))
-            })
-            .unwrap_or(false);
-        if at_end {
-            return false;
-        }
-    }
-    true
 }
 
 /// The last value of every key in `topic`, as word -> count.

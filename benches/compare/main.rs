@@ -1,0 +1,561 @@
+//! Side-by-side benchmark: kstreams against Apache Kafka Streams (Java) and a raw rdkafka
+//! pass-through, on one broker, with the same input and settings, in one session. Run it with
+//! `scripts/bench.sh`, which builds everything and starts the broker.
+//!
+//! Each case runs as its own process under GNU time (CPU seconds, peak RSS), from an empty state
+//! directory and a fresh consumer group, over input preloaded once. Throughput counts input
+//! records from the first output record (broker append time) until the group has committed all
+//! input; "start to first output" runs from process start to that first output record. Restore
+//! cases time how long an instance takes to restore a preloaded 1M-key changelog and run.
+#![allow(missing_docs, clippy::print_stdout)]
+
+#[path = "../../examples/support/mod.rs"]
+mod example;
+mod measure;
+mod report;
+mod workers;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use measure::{caught_up, create_topic, first_append_ms, now_ms, produce, Measured};
+use report::{Case, RestoreRun, Run};
+
+struct Settings {
+    bootstrap: String,
+    java_cp: String,
+    kafka_version: String,
+    lines: u64,
+    records: u64,
+    restore_keys: u64,
+    reps: usize,
+    threads: usize,
+    partitions: i32,
+    commit_ms: u64,
+    eos_commit_ms: u64,
+    cache_bytes: u64,
+    only: Option<String>,
+    state_root: std::path::PathBuf,
+    results_dir: std::path::PathBuf,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+impl Settings {
+    fn from_env() -> Option<Settings> {
+        let bootstrap = std::env::var("KSTREAMS_BENCH_BOOTSTRAP").ok()?;
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        Some(Settings {
+            bootstrap,
+            java_cp: std::env::var("KSTREAMS_BENCH_JAVA_CP").unwrap_or_default(),
+            kafka_version: std::env::var("KSTREAMS_BENCH_KAFKA_VERSION")
+                .unwrap_or_else(|_| "4.2.1".into()),
+            lines: env_or("KSTREAMS_BENCH_LINES", 1_000_000),
+            records: env_or("KSTREAMS_BENCH_RECORDS", 4_000_000),
+            restore_keys: env_or("KSTREAMS_BENCH_RESTORE_KEYS", 1_000_000),
+            reps: env_or("KSTREAMS_BENCH_REPS", 3),
+            threads: env_or("KSTREAMS_BENCH_THREADS", 2),
+            partitions: env_or("KSTREAMS_BENCH_PARTITIONS", 4),
+            commit_ms: env_or("KSTREAMS_BENCH_COMMIT_MS", 1000),
+            eos_commit_ms: env_or("KSTREAMS_BENCH_EOS_COMMIT_MS", 100),
+            cache_bytes: env_or("KSTREAMS_BENCH_CACHE_BYTES", 10 << 20),
+            only: std::env::var("KSTREAMS_BENCH_ONLY").ok(),
+            state_root: root.join("target").join("bench-state"),
+            results_dir: root.join("benches").join("results"),
+        })
+    }
+}
+
+/// A text line of 6 to 13 words from a 20 000-word vocabulary, in mixed case, with punctuation.
+fn line(i: u64) -> Vec<u8> {
+    let mut x = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5151_5151;
+    let mut out = String::with_capacity(96);
+    for j in 0..(6 + i % 8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let w = x % 20_000;
+        match x % 5 {
+            0 => out.push_str(&format!("Word{w}")),
+            1 => out.push_str(&format!("WORD{w}")),
+            _ => out.push_str(&format!("word{w}")),
+        }
+        out.push_str(if j % 3 == 2 { ", " } else { " " });
+    }
+    out.into_bytes()
+}
+
+/// A keyed record with a 100-byte value; one in twenty starts with '#' (filtered out).
+fn record(i: u64) -> (Vec<u8>, Vec<u8>) {
+    let key = format!("key-{:012}", i % 100_003).into_bytes();
+    let mut value = format!("{}value-{i:020}-", if i % 20 == 7 { '#' } else { 'v' }).into_bytes();
+    value.resize(100, b'x');
+    (key, value)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Impl {
+    Kstreams,
+    Java,
+    Raw,
+}
+
+struct Spec {
+    name: String,
+    baseline: Option<String>,
+    imp: Impl,
+    mode: &'static str,
+    guarantee: &'static str,
+}
+
+fn specs() -> Vec<Spec> {
+    let mut specs = Vec::new();
+    for (mode, label) in [("wordcount", "word count"), ("stateless", "map/filter")] {
+        for guarantee in ["at_least_once", "exactly_once_v2"] {
+            let java = format!("Kafka Streams {label} {guarantee}");
+            specs.push(Spec {
+                name: format!("kstreams {label} {guarantee}"),
+                baseline: Some(java.clone()),
+                imp: Impl::Kstreams,
+                mode,
+                guarantee,
+            });
+            specs.push(Spec {
+                name: java,
+                baseline: None,
+                imp: Impl::Java,
+                mode,
+                guarantee,
+            });
+        }
+    }
+    specs.push(Spec {
+        name: "raw rdkafka pass-through (the limit)".into(),
+        baseline: None,
+        imp: Impl::Raw,
+        mode: "stateless",
+        guarantee: "at_least_once",
+    });
+    specs
+}
+
+fn slug(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn command(
+    s: &Settings,
+    spec: &Spec,
+    input: &str,
+    output: &str,
+    app: &str,
+    state: &std::path::Path,
+) -> (String, Vec<String>) {
+    let commit = if spec.guarantee == "exactly_once_v2" {
+        s.eos_commit_ms
+    } else {
+        s.commit_ms
+    };
+    let common = vec![
+        spec.mode.to_string(),
+        s.bootstrap.clone(),
+        input.to_string(),
+        output.to_string(),
+        app.to_string(),
+        s.threads.to_string(),
+        spec.guarantee.to_string(),
+        commit.to_string(),
+        s.cache_bytes.to_string(),
+        state.display().to_string(),
+    ];
+    let me = std::env::current_exe()
+        .expect("own path")
+        .display()
+        .to_string();
+    match spec.imp {
+        Impl::Kstreams => (
+            me,
+            [vec!["worker".into(), "kstreams".into()], common].concat(),
+        ),
+        Impl::Java => (
+            "java".into(),
+            [
+                vec![
+                    "-cp".into(),
+                    s.java_cp.clone(),
+                    "io.kstreams.bench.KafkaStreamsBench".into(),
+                ],
+                common,
+            ]
+            .concat(),
+        ),
+        Impl::Raw => (
+            me,
+            vec![
+                "worker".into(),
+                "raw".into(),
+                s.bootstrap.clone(),
+                input.into(),
+                output.into(),
+                app.into(),
+                s.threads.to_string(),
+            ],
+        ),
+    }
+}
+
+fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> Option<Run> {
+    let tag = format!("{}-{rep}", slug(&spec.name));
+    let app = format!("bench-{tag}");
+    let output = format!("out-{tag}");
+    create_topic(
+        &s.bootstrap,
+        &output,
+        s.partitions,
+        &[("message.timestamp.type", "LogAppendTime")],
+    );
+    let state = s.state_root.join(&tag);
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let (program, args) = command(s, spec, input, &output, &app, &state);
+    let mut watched = vec![input.to_string()];
+    if spec.mode == "wordcount" {
+        watched.push(format!("{app}-counts-repartition"));
+    }
+    let mut process = Measured::spawn(&program, &args, &state.join("time.txt"), Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut streak = 0;
+    let end_ms = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        if process.exited() {
+            eprintln!("{} (run {rep}): the process exited early", spec.name);
+            return None;
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "{} (run {rep}): did not finish within 30 minutes",
+                spec.name
+            );
+            process.stop();
+            return None;
+        }
+        streak = if caught_up(&s.bootstrap, &app, &watched, s.partitions) {
+            streak + 1
+        } else {
+            0
+        };
+        // Twice in a row, so the last commit (and a cache's final flush) is out.
+        if streak == 2 {
+            break now_ms();
+        }
+    };
+    let started_ms = process.started_ms;
+    let usage = process.stop();
+    let Some(first) = first_append_ms(&s.bootstrap, &output, s.partitions) else {
+        eprintln!("{} (run {rep}): no output", spec.name);
+        return None;
+    };
+    let _ = std::fs::remove_dir_all(&state);
+    let window_s = ((end_ms - first) as f64 / 1000.0).max(0.001);
+    Some(Run {
+        records_per_sec: inputs as f64 / window_s,
+        cpu_per_million: usage.cpu_seconds / inputs as f64 * 1e6,
+        peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
+        first_output_s: (first - started_ms) as f64 / 1000.0,
+    })
+}
+
+/// Restores a preloaded `restore_keys`-record changelog.
+fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<RestoreRun> {
+    let who = if imp == Impl::Kstreams {
+        "kstreams"
+    } else {
+        "java"
+    };
+    let app = format!("restore-{who}-{rep}");
+    let changelog = format!("{app}-counts-changelog");
+    create_topic(
+        &s.bootstrap,
+        &changelog,
+        s.partitions,
+        &[("cleanup.policy", "compact")],
+    );
+    let ts = now_ms();
+    produce(&s.bootstrap, &changelog, s.restore_keys, |i| {
+        let mut value = ts.to_be_bytes().to_vec();
+        value.extend_from_slice(&(i as i64 + 1).to_be_bytes());
+        (Some(format!("word{i}").into_bytes()), Some(value))
+    });
+    let output = format!("out-{app}");
+    create_topic(&s.bootstrap, &output, s.partitions, &[]);
+    let state = s.state_root.join(&app);
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("state dir");
+    let spec = Spec {
+        name: app.clone(),
+        baseline: None,
+        imp,
+        mode: "restore",
+        guarantee: "at_least_once",
+    };
+    let (program, args) = command(s, &spec, input, &output, &app, &state);
+    let mut process = Measured::spawn(&program, &args, &state.join("time.txt"), Stdio::piped());
+    let stdout = process.child.stdout.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.starts_with("restore_ms=") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let line = rx.recv_timeout(Duration::from_secs(600));
+    let usage = process.stop();
+    let _ = std::fs::remove_dir_all(&state);
+    let line = line.ok()?;
+    let field = |name: &str| -> Option<u64> {
+        line.split_whitespace()
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|v| v.parse().ok())
+    };
+    Some(RestoreRun {
+        seconds: field("restore_ms=")? as f64 / 1000.0,
+        restored: field("restored=")?,
+        peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
+    })
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("worker") {
+        let code = match args.get(2).map(String::as_str) {
+            Some("kstreams") => workers::kstreams(&args[3..]),
+            Some("raw") => workers::raw(&args[3..]),
+            _ => 2,
+        };
+        std::process::exit(code);
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("the side-by-side benchmark: run it with scripts/bench.sh");
+        return;
+    }
+    let Some(s) = Settings::from_env() else {
+        eprintln!("KSTREAMS_BENCH_BOOTSTRAP is not set: run scripts/bench.sh, which starts a broker and sets it");
+        return;
+    };
+    harness(&s);
+}
+
+fn harness(s: &Settings) {
+    let started = Instant::now();
+    let stamp = now_ms();
+    let (lines_topic, records_topic, empty_topic) = (
+        format!("bench-lines-{stamp}"),
+        format!("bench-records-{stamp}"),
+        format!("bench-empty-{stamp}"),
+    );
+    for t in [&lines_topic, &records_topic, &empty_topic] {
+        create_topic(&s.bootstrap, t, s.partitions, &[]);
+    }
+    let t = Instant::now();
+    produce(&s.bootstrap, &lines_topic, s.lines, |i| {
+        (None, Some(line(i)))
+    });
+    let words: u64 = (0..s.lines)
+        .map(|i| example::words(&String::from_utf8_lossy(&line(i))).len() as u64)
+        .sum();
+    produce(&s.bootstrap, &records_topic, s.records, |i| {
+        let (k, v) = record(i);
+        (Some(k), Some(v))
+    });
+    eprintln!(
+        "preloaded {} lines ({words} words) and {} records in {:.1} s",
+        s.lines,
+        s.records,
+        t.elapsed().as_secs_f64()
+    );
+
+    let mut cases = Vec::new();
+    for spec in specs() {
+        if s.only
+            .as_ref()
+            .is_some_and(|o| !spec.name.contains(o.as_str()))
+        {
+            continue;
+        }
+        if spec.imp == Impl::Java && s.java_cp.is_empty() {
+            eprintln!("skipping {}: KSTREAMS_BENCH_JAVA_CP is not set", spec.name);
+            continue;
+        }
+        let (input, inputs) = if spec.mode == "wordcount" {
+            (&lines_topic, s.lines)
+        } else {
+            (&records_topic, s.records)
+        };
+        let mut runs = Vec::new();
+        for rep in 0..s.reps {
+            if let Some(run) = run_case(s, &spec, rep, input, inputs) {
+                eprintln!(
+                    "{} run {rep}: {:.0} records/s, {:.2} CPU s/M, {:.1} MiB, first output after {:.2} s",
+                    spec.name, run.records_per_sec, run.cpu_per_million, run.peak_rss_mib, run.first_output_s
+                );
+                runs.push(run);
+            }
+        }
+        cases.push(Case {
+            name: spec.name,
+            baseline: spec.baseline,
+            runs,
+        });
+    }
+
+    let mut restores = Vec::new();
+    if s.only
+        .as_ref()
+        .is_none_or(|o| "restore".contains(o.as_str()))
+    {
+        for (imp, name) in [(Impl::Kstreams, "kstreams"), (Impl::Java, "Kafka Streams")] {
+            if imp == Impl::Java && s.java_cp.is_empty() {
+                continue;
+            }
+            let mut runs = Vec::new();
+            for rep in 0..s.reps {
+                if let Some(r) = run_restore(s, imp, rep, &empty_topic) {
+                    eprintln!(
+                        "{name} restore run {rep}: {:.2} s, {} records, {:.1} MiB",
+                        r.seconds, r.restored, r.peak_rss_mib
+                    );
+                    runs.push(r);
+                }
+            }
+            restores.push((
+                format!("{name}: restore a {}-key store", s.restore_keys),
+                runs,
+            ));
+        }
+    }
+
+    let results = format!(
+        "{}\n## Throughput, CPU, memory and start-up\n\n{}\nRatios: throughput as a factor (higher is better); CPU, RSS and start-up as a fraction of Kafka Streams' (lower is better). Medians, with min–max of {} runs in parentheses.\n\n## Restoration\n\n{}\n",
+        header(s, words),
+        report::table(&cases),
+        s.reps,
+        report::restore_table(&restores)
+    );
+    println!("{results}");
+    let date = chrono_date();
+    std::fs::create_dir_all(&s.results_dir).expect("results dir");
+    let path = s.results_dir.join(format!("{date}-compare.md"));
+    std::fs::write(&path, &results).expect("write results");
+    eprintln!(
+        "results written to {} ({:.0} s in all)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+fn chrono_date() -> String {
+    chrono::Utc::now().format("%Y-%m-%d").to_string()
+}
+
+fn command_output(program: &str, args: &[&str]) -> String {
+    std::process::Command::new(program)
+        .args(args)
+        .output()
+        .map(|o| {
+            let text = if o.stdout.is_empty() {
+                o.stderr
+            } else {
+                o.stdout
+            };
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn lock_version(package: &str) -> String {
+    let lock = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.lock"),
+    )
+    .unwrap_or_default();
+    let needle = format!("name = \"{package}\"\nversion = \"");
+    lock.find(&needle)
+        .and_then(|i| {
+            lock[i + needle.len()..]
+                .split('"')
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn header(s: &Settings, words: u64) -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0);
+    format!(
+        "# kstreams vs Kafka Streams, side by side\n\n\
+         - date: {date}\n\
+         - machine: {model}, {cores} cores, {mem:.1} GiB RAM, Linux {kernel}; broker and application share it\n\
+         - broker: Apache Kafka {kafka} (single node, KRaft), from scripts/kafka.sh\n\
+         - kstreams {version}: {rustc}; rdkafka-sys {rdkafka} (bundled librdkafka), librocksdb-sys {rocksdb}\n\
+         - Kafka Streams {kafka}: {java}; JVM defaults (no heap flags)\n\
+         - settings for both: {partitions} partitions, {threads} stream threads, commit.interval.ms {commit} ({eos} under exactly_once_v2), statestore.cache.max.bytes {cache}, empty state, fresh group\n\
+         - input: word count {lines} lines ({words} words); map/filter {records} records (16-byte keys, 100-byte values, 5% filtered); restore {keys} keys\n\
+         - repetitions: {reps} per case\n",
+        date = chrono_date(),
+        mem = mem_kb as f64 / (1024.0 * 1024.0),
+        kernel = command_output("uname", &["-r"]),
+        kafka = s.kafka_version,
+        version = env!("CARGO_PKG_VERSION"),
+        rustc = command_output("rustc", &["-V"]),
+        rdkafka = lock_version("rdkafka-sys"),
+        rocksdb = lock_version("librocksdb-sys"),
+        java = command_output("java", &["-version"]),
+        partitions = s.partitions,
+        threads = s.threads,
+        commit = s.commit_ms,
+        eos = s.eos_commit_ms,
+        cache = s.cache_bytes,
+        lines = s.lines,
+        records = s.records,
+        keys = s.restore_keys,
+        reps = s.reps,
+    )
+}

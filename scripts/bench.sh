@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark, in one command: builds kstreams (release) and the Kafka Streams
+# (Java) cases (benches/java, with Maven), starts a real broker, preloads the inputs, runs every
+# case several times, prints the table and writes it with the date, machine and versions to
+# benches/results/<date>-compare.md. Stops the broker on any exit.
+#
+# Environment (all optional): KSTREAMS_BENCH_LINES (word-count input lines, 1000000),
+# KSTREAMS_BENCH_RECORDS (map/filter input records, 4000000), KSTREAMS_BENCH_RESTORE_KEYS
+# (1000000), KSTREAMS_BENCH_REPS (3), KSTREAMS_BENCH_THREADS (2), KSTREAMS_BENCH_PARTITIONS (4),
+# KSTREAMS_BENCH_ONLY (run only cases whose name contains this), KAFKA_PORT (39392).
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v javac >/dev/null 2>&1 || need+=(openjdk-17-jdk-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+command -v pkill >/dev/null 2>&1 || need+=(procps)
+if [ ${#need[@]} -gt 0 ]; then
+    sudo_cmd=""
+    [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+kafka_version=${KAFKA_VERSION:-4.2.1}
+echo "== building the Kafka Streams $kafka_version cases (Maven)"
+mvn -B -q -f benches/java/pom.xml -Dkafka.version="$kafka_version" package -DskipTests
+java_cp="$repo/benches/java/target/classes:$repo/benches/java/target/lib/*"
+
+echo "== building kstreams (release)"
+# A release build compiles RocksDB with optimizations: never link the test profile's copy.
+unset ROCKSDB_LIB_DIR ROCKSDB_STATIC
+cargo bench --bench compare --no-run
+
+export KAFKA_PORT=${KAFKA_PORT:-39392}
+export KSTREAMS_KAFKA_DIR=${KSTREAMS_KAFKA_DIR:-$repo/target/kafka-bench}
+scripts/kafka.sh fetch >/dev/null
+trap 'scripts/kafka.sh stop || true' EXIT
+trap 'exit 130' INT TERM
+echo "== starting Apache Kafka $kafka_version"
+scripts/kafka.sh start
+
+echo "== running"
+KSTREAMS_BENCH_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" \
+KSTREAMS_BENCH_JAVA_CP="$java_cp" \
+KSTREAMS_BENCH_KAFKA_VERSION="$kafka_version" \
+    cargo bench --bench compare
