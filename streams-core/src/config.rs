@@ -369,6 +369,16 @@ pub struct ResolvedConfig {
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 
+impl ResolvedConfig {
+    /// Whether the stream threads' consumers use the consumer group protocol of KIP-848 (the
+    /// default; `consumer.group.protocol=classic` opts out).
+    pub fn consumer_group_protocol(&self) -> bool {
+        self.consumer
+            .get("group.protocol")
+            .is_none_or(|p| p == "consumer")
+    }
+}
+
 impl std::fmt::Debug for ResolvedConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ResolvedConfig")

@@ -4,10 +4,14 @@
 //!   cleanup, metrics;
 //! - [`state`] holds the instance's state machine;
 //! - `thread` has the stream thread's loop and its rebalance handling;
+//! - `handoff` lets a thread's siblings pick up partitions it released;
 //! - `restore` rebuilds stores from changelogs;
+//! - `client_log` forwards librdkafka's logs to `tracing`;
 //! - `producer` owns the producer's lifecycle (the commit path for both guarantees);
 //! - `topics` checks source topics and creates internal ones.
 
+pub(crate) mod client_log;
+pub(crate) mod handoff;
 pub mod kafka_streams;
 pub(crate) mod producer;
 pub(crate) mod restore;

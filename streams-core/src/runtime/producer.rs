@@ -42,7 +42,15 @@ pub(crate) struct TrackingContext {
     deliveries: Arc<Mutex<Deliveries>>,
 }
 
-impl ClientContext for TrackingContext {}
+impl ClientContext for TrackingContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::client_log::forward(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::client_log::forward_error(&error, reason);
+    }
+}
 
 impl ProducerContext for TrackingContext {
     type DeliveryOpaque = ();

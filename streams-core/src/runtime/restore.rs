@@ -7,7 +7,7 @@
 //! arrives mid-restore is handled at once: revoked tasks simply stop restoring. Progress is logged
 //! every few seconds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -17,6 +17,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use state_stores::checkpoint::Checkpoint;
 use state_stores::ChangelogRecord;
 
+use super::client_log::TracingContext;
 use crate::error::{Result, StreamsError};
 use crate::task::{StreamTask, TaskId};
 
@@ -40,7 +41,11 @@ pub(crate) type RestoredOffsets = BTreeMap<(String, i32), i64>;
 
 /// The thread's changelog reader; see the [module docs](self).
 pub(crate) struct ChangelogReader {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<TracingContext>,
+    /// Looks up changelog offsets; never fetches.
+    offsets: BaseConsumer<TracingContext>,
+    /// Changelog topics whose metadata the restore consumer has.
+    known_topics: BTreeSet<String>,
     active: HashMap<(String, i32), Restoring>,
     /// Tasks still restoring, with the changelog end offsets known so far.
     tasks: BTreeMap<TaskId, RestoredOffsets>,
@@ -61,11 +66,24 @@ pub(crate) enum Registration {
 
 impl ChangelogReader {
     pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
-        let consumer: BaseConsumer = config
-            .create()
+        let consumer: BaseConsumer<TracingContext> = config
+            .create_with_context(TracingContext)
             .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
+        // End offsets come from a client that never fetches: the broker answers one request
+        // per connection at a time, and the restore consumer's fetches wait on the broker for
+        // up to fetch.wait.max.ms, which would delay every lookup by that much.
+        let mut lookup = config.clone();
+        lookup.remove("group.id");
+        if let Some(id) = config.get("client.id") {
+            lookup.set("client.id", format!("{id}-offsets"));
+        }
+        let offsets: BaseConsumer<TracingContext> = lookup
+            .create_with_context(TracingContext)
+            .map_err(|e| StreamsError::kafka("creating the changelog offsets client", e))?;
         Ok(ChangelogReader {
             consumer,
+            offsets,
+            known_topics: BTreeSet::new(),
             active: HashMap::new(),
             tasks: BTreeMap::new(),
             last_progress: Instant::now(),
@@ -74,25 +92,131 @@ impl ChangelogReader {
         })
     }
 
-    /// Starts restoring `task`'s stores. A checkpoint that points outside the log means the
-    /// local state cannot be trusted: [`StreamsError::TaskCorrupted`].
-    pub(crate) fn register(&mut self, task: &StreamTask) -> Result<Registration> {
+    /// The first and end offsets of `parts`, one request per bound (per leader) for them all.
+    fn watermarks(
+        &self,
+        parts: &BTreeSet<(String, i32)>,
+    ) -> Result<HashMap<(String, i32), (i64, i64)>> {
+        let mut found: HashMap<(String, i32), (i64, i64)> = HashMap::new();
+        if parts.is_empty() {
+            return Ok(found);
+        }
+        for (bound, which) in [(Offset::Beginning, 0), (Offset::End, 1)] {
+            let mut query = TopicPartitionList::new();
+            for (topic, partition) in parts {
+                query
+                    .add_partition_offset(topic, *partition, bound)
+                    .map_err(|e| {
+                        StreamsError::kafka(format!("querying changelog {topic}-{partition}"), e)
+                    })?;
+            }
+            let answer = self
+                .offsets
+                .offsets_for_times(query, WATERMARK_TIMEOUT)
+                .map_err(|e| {
+                    StreamsError::kafka(format!("reading the offsets of changelogs {parts:?}"), e)
+                })?;
+            for e in answer.elements() {
+                let what = || {
+                    format!(
+                        "reading the offsets of changelog {}-{}",
+                        e.topic(),
+                        e.partition()
+                    )
+                };
+                if let Err(err) = e.error() {
+                    return Err(StreamsError::kafka(what(), err));
+                }
+                let Offset::Offset(offset) = e.offset() else {
+                    return Err(StreamsError::Fatal(format!(
+                        "{}: the broker answered {:?}",
+                        what(),
+                        e.offset()
+                    )));
+                };
+                let entry = found
+                    .entry((e.topic().to_owned(), e.partition()))
+                    .or_default();
+                if which == 0 {
+                    entry.0 = offset;
+                } else {
+                    entry.1 = offset;
+                }
+            }
+        }
+        if let Some(missing) = parts.iter().find(|p| !found.contains_key(*p)) {
+            return Err(StreamsError::Fatal(format!(
+                "the broker gave no offsets for changelog {}-{}",
+                missing.0, missing.1
+            )));
+        }
+        Ok(found)
+    }
+
+    /// Starts restoring `tasks`' stores, looking up all their changelogs' offsets together.
+    /// Each task's answer is its own: a checkpoint that points outside the log means that
+    /// task's local state cannot be trusted ([`StreamsError::TaskCorrupted`]).
+    pub(crate) fn register(&mut self, tasks: &[&StreamTask]) -> Result<Vec<Result<Registration>>> {
+        let parts: BTreeSet<(String, i32)> = tasks
+            .iter()
+            .flat_map(|t| {
+                t.changelogs()
+                    .iter()
+                    .map(|c| (c.topic.clone(), c.partition))
+            })
+            .collect();
+        let marks = self.watermarks(&parts)?;
+        if self.active.is_empty() {
+            self.last_progress = Instant::now();
+        }
+        let mut added = TopicPartitionList::new();
+        let mut answers = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            let answer = self.register_one(task, &marks, &mut added);
+            answers.push(answer);
+        }
+        if added.count() > 0 {
+            self.learn_topics(&added)?;
+            self.consumer
+                .incremental_assign(&added)
+                .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
+        }
+        Ok(answers)
+    }
+
+    /// Gives the restore consumer metadata for changelog topics it has not assigned before. On
+    /// its own it would learn of them only on its once-a-second refresh of unknown topics,
+    /// adding up to a second to every restoration.
+    fn learn_topics(&mut self, added: &TopicPartitionList) -> Result<()> {
+        let new: BTreeSet<String> = added
+            .elements()
+            .iter()
+            .map(|e| e.topic().to_owned())
+            .filter(|t| !self.known_topics.contains(t))
+            .collect();
+        for topic in new {
+            self.consumer
+                .fetch_metadata(Some(&topic), WATERMARK_TIMEOUT)
+                .map_err(|e| {
+                    StreamsError::kafka(format!("reading the metadata of changelog {topic}"), e)
+                })?;
+            self.known_topics.insert(topic);
+        }
+        Ok(())
+    }
+
+    fn register_one(
+        &mut self,
+        task: &StreamTask,
+        marks: &HashMap<(String, i32), (i64, i64)>,
+        added: &mut TopicPartitionList,
+    ) -> Result<Registration> {
         let checkpoint: Checkpoint = task.read_checkpoint()?;
         let mut ends = RestoredOffsets::new();
-        let mut added = false;
+        let mut plan = Vec::new();
         for c in task.changelogs() {
-            let (low, high) = self
-                .consumer
-                .fetch_watermarks(&c.topic, c.partition, WATERMARK_TIMEOUT)
-                .map_err(|e| {
-                    StreamsError::kafka(
-                        format!(
-                            "reading the end offset of changelog {}-{}",
-                            c.topic, c.partition
-                        ),
-                        e,
-                    )
-                })?;
+            let key = (c.topic.clone(), c.partition);
+            let (low, high) = marks.get(&key).copied().unwrap_or_default();
             let start = match checkpoint
                 .offset(&c.topic, c.partition)
                 .filter(|_| c.persistent)
@@ -109,41 +233,47 @@ impl ChangelogReader {
                 Some(offset) => offset,
                 None => low,
             };
-            ends.insert((c.topic.clone(), c.partition), high);
-            if start >= high {
-                continue;
+            ends.insert(key.clone(), high);
+            if start < high {
+                plan.push((key, c.store.clone(), start, high));
             }
-            tracing::info!(task = %task.id, store = %c.store, changelog = %c.topic, partition = c.partition,
+        }
+        if plan.is_empty() {
+            return Ok(Registration::Ready(ends));
+        }
+        for ((topic, partition), store, start, high) in plan {
+            tracing::info!(task = %task.id, store = %store, changelog = %topic, partition,
                 from = start, to = high, "restoring");
+            added
+                .add_partition_offset(&topic, partition, Offset::Offset(start))
+                .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
             self.active.insert(
-                (c.topic.clone(), c.partition),
+                (topic, partition),
                 Restoring {
                     task: task.id,
-                    store: c.store.clone(),
+                    store,
                     end: high,
                     position: start,
                     restored: 0,
                 },
             );
-            added = true;
-        }
-        if !added {
-            return Ok(Registration::Ready(ends));
         }
         self.tasks.insert(task.id, ends);
-        self.reassign()?;
         Ok(Registration::Restoring)
     }
 
-    fn reassign(&mut self) -> Result<()> {
+    /// Stops fetching `parts`; records already fetched for them are skipped by [`Self::step`].
+    fn unassign(&self, parts: &[(String, i32)]) -> Result<()> {
+        if parts.is_empty() {
+            return Ok(());
+        }
         let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), r) in &self.active {
-            tpl.add_partition_offset(topic, *partition, Offset::Offset(r.position))
-                .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
+        for (topic, partition) in parts {
+            tpl.add_partition(topic, *partition);
         }
         self.consumer
-            .assign(&tpl)
-            .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))
+            .incremental_unassign(&tpl)
+            .map_err(|e| StreamsError::kafka("releasing changelog partitions", e))
     }
 
     /// Stops restoring `task` (it was revoked or is closing); returns how far each of its
@@ -161,9 +291,7 @@ impl ChangelogReader {
                 positions.insert(key.clone(), r.position);
             }
         }
-        if !keys.is_empty() {
-            self.reassign()?;
-        }
+        self.unassign(&keys)?;
         Ok(positions)
     }
 
@@ -198,6 +326,9 @@ impl ChangelogReader {
                     };
                     if m.offset() >= r.end {
                         continue; // written after restoration began: the task's own writes
+                    }
+                    if m.offset() < r.position {
+                        continue; // fetched for an earlier assignment of this partition
                     }
                     batches.entry(key).or_default().push(ChangelogRecord {
                         offset: m.offset(),
@@ -260,8 +391,7 @@ impl ChangelogReader {
                         records = r.restored, "restored");
                 }
             }
-            let still: std::collections::BTreeSet<TaskId> =
-                self.active.values().map(|r| r.task).collect();
+            let still: BTreeSet<TaskId> = self.active.values().map(|r| r.task).collect();
             let complete: Vec<TaskId> = self
                 .tasks
                 .keys()
@@ -273,7 +403,7 @@ impl ChangelogReader {
                     done_tasks.push((id, ends));
                 }
             }
-            self.reassign()?;
+            self.unassign(&finished)?;
         }
         if self.last_progress.elapsed() >= PROGRESS_EVERY && !self.active.is_empty() {
             self.last_progress = Instant::now();

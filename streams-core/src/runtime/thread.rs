@@ -13,7 +13,7 @@
 //! input partition it needs is assigned, restores its stores, and then lets it process.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +27,7 @@ use rdkafka::{ClientContext, Offset, Timestamp, TopicPartitionList};
 use crate::config::{ProcessingGuarantee, ResolvedConfig};
 use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord};
+use crate::runtime::handoff::Handoffs;
 use crate::runtime::producer::StreamsProducer;
 use crate::runtime::restore::{ChangelogReader, Registration, RestoredOffsets};
 use crate::runtime::state::{StateCell, ThreadState};
@@ -98,6 +99,7 @@ pub(crate) struct ThreadCore {
     shared_metrics: Arc<Mutex<ThreadMetrics>>,
     received_assignment: bool,
     rebalance_started: Option<Instant>,
+    handoffs: Handoffs,
     started: Instant,
 }
 
@@ -108,7 +110,15 @@ pub(crate) struct ThreadContext {
     resets: HashMap<String, OffsetReset>,
 }
 
-impl ClientContext for ThreadContext {}
+impl ClientContext for ThreadContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, log_message: &str) {
+        super::client_log::forward(level, fac, log_message);
+    }
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        super::client_log::forward_error(&error, reason);
+    }
+}
 
 fn lock(core: &Mutex<ThreadCore>) -> std::sync::MutexGuard<'_, ThreadCore> {
     core.lock().unwrap_or_else(|p| p.into_inner())
@@ -330,6 +340,9 @@ impl ThreadCore {
             self.paused.remove(p);
             self.parked.remove(p);
         }
+        if !lost && !parts.is_empty() {
+            self.handoffs.changed();
+        }
         Ok(())
     }
 
@@ -425,6 +438,7 @@ impl ThreadCore {
             .filter(|id| !self.tasks.contains_key(id))
             .collect();
         self.assignment_changed = false;
+        let mut created = Vec::new();
         for id in candidates {
             let sources = &self.subtopology_sources[id.subtopology as usize];
             if !sources
@@ -433,8 +447,11 @@ impl ThreadCore {
             {
                 continue; // the rest of its partitions arrive in a later assignment
             }
-            let task = match StreamTask::new(&self.topology, id, &self.env) {
-                Ok(task) => task,
+            match StreamTask::new(&self.topology, id, &self.env) {
+                Ok(task) => {
+                    self.waiting_for_lock.remove(&id);
+                    created.push(task);
+                }
                 Err(StreamsError::Store(state_stores::StoreError::Locked { dir })) => {
                     let since = *self.waiting_for_lock.entry(id).or_insert_with(Instant::now);
                     if since.elapsed() > LOCK_PATIENCE {
@@ -443,12 +460,23 @@ impl ThreadCore {
                         }));
                     }
                     tracing::debug!(task = %id, "task directory still locked by its previous owner; retrying");
-                    continue;
                 }
                 Err(e) => return Err(e),
-            };
-            self.waiting_for_lock.remove(&id);
-            let registration = match self.reader.register(&task) {
+            }
+        }
+        if !self.waiting_for_lock.is_empty() {
+            self.assignment_changed = true;
+        }
+        if created.is_empty() {
+            return Ok(());
+        }
+        let registrations = {
+            let refs: Vec<&StreamTask> = created.iter().collect();
+            self.reader.register(&refs)?
+        };
+        for (task, registration) in created.into_iter().zip(registrations) {
+            let id = task.id;
+            let registration = match registration {
                 Ok(r) => r,
                 Err(StreamsError::TaskCorrupted { task: t, reason }) => {
                     tracing::warn!(task = %t, %reason, "local state is corrupted; wiping it and restoring from the changelog");
@@ -472,9 +500,6 @@ impl ThreadCore {
                 Registration::Ready(ends) => self.start_running(consumer, id, ends)?,
                 Registration::Restoring => self.pause(consumer, inputs),
             }
-        }
-        if !self.waiting_for_lock.is_empty() {
-            self.assignment_changed = true;
         }
         Ok(())
     }
@@ -722,6 +747,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) state: Arc<StateCell>,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) metrics: Arc<Mutex<ThreadMetrics>>,
+    /// Group membership changes by any thread of the instance; see `handoff`.
+    pub(crate) membership_changes: Arc<AtomicU64>,
 }
 
 /// Runs a stream thread until shutdown or failure.
@@ -765,6 +792,10 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         received_assignment: false,
         rebalance_started: None,
         started: Instant::now(),
+        handoffs: Handoffs::new(
+            setup.membership_changes.clone(),
+            setup.config.consumer_group_protocol(),
+        ),
     }));
     let consumer: Consumer_ = setup
         .consumer
@@ -777,6 +808,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| StreamsError::kafka(format!("subscribing to {topics:?}"), e))?;
+    lock(&core).handoffs.changed();
     setup.state.thread(setup.index, ThreadState::Rebalancing);
     tracing::info!(thread = %setup.name, topics = ?topics, "stream thread started");
 
@@ -807,6 +839,12 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             let mut c = lock(&core);
             c.route(batch);
             c.maintain(&consumer)?;
+            if c.handoffs.nudge_due() {
+                tracing::debug!(thread = %setup.name, "a sibling joined, released partitions or left; asking the group coordinator for this thread's assignment");
+                if let Err(e) = consumer.subscribe(&topic_refs) {
+                    tracing::warn!(thread = %setup.name, error = %e, "re-subscribing to pick up released partitions");
+                }
+            }
         }
         lock(&core).shutdown(&consumer)
     })();
@@ -816,6 +854,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     }
     // Leaving the group revokes what is left; tasks are closed already.
     consumer.unsubscribe();
+    lock(&core).handoffs.changed();
     drop(consumer);
     if let Err(e) = setup.producer.flush() {
         tracing::warn!(thread = %setup.name, error = %e, "final producer flush");

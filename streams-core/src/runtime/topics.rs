@@ -11,11 +11,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
+use super::client_log::TracingContext;
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::topology::{InternalTopicKind, TopicName, Topology};
@@ -29,7 +29,7 @@ pub(crate) struct TopicPlan {
     pub(crate) tasks: Vec<i32>,
 }
 
-fn metadata(consumer: &BaseConsumer) -> Result<HashMap<String, i32>> {
+fn metadata(consumer: &BaseConsumer<TracingContext>) -> Result<HashMap<String, i32>> {
     let md = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
         .map_err(|e| StreamsError::kafka("fetching cluster metadata", e))?;
@@ -62,8 +62,8 @@ pub(crate) fn client_config(
 /// Checks source topics, computes partition counts, and creates missing internal topics.
 pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<TopicPlan> {
     let app = &config.application_id;
-    let consumer: BaseConsumer = client_config(config, &config.consumer)?
-        .create()
+    let consumer: BaseConsumer<TracingContext> = client_config(config, &config.consumer)?
+        .create_with_context(TracingContext)
         .map_err(|e| StreamsError::kafka("creating the metadata client", e))?;
     let existing = metadata(&consumer)?;
 
@@ -205,10 +205,9 @@ fn create(
         }
         return Ok(());
     }
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(config, &config.admin)?
-            .create()
-            .map_err(|e| StreamsError::kafka("creating the admin client", e))?;
+    let admin: AdminClient<TracingContext> = client_config(config, &config.admin)?
+        .create_with_context(TracingContext)
+        .map_err(|e| StreamsError::kafka("creating the admin client", e))?;
     let replication = config.replication_factor;
     let new_topics: Vec<NewTopic<'_>> = topics
         .iter()
@@ -241,7 +240,7 @@ fn create(
 }
 
 fn wait_for(
-    consumer: &BaseConsumer,
+    consumer: &BaseConsumer<TracingContext>,
     topics: &[(String, i32, BTreeMap<String, String>)],
 ) -> Result<()> {
     let deadline = Instant::now() + METADATA_TIMEOUT;
