@@ -16,7 +16,7 @@
 //! | `processing.guarantee` | `at_least_once` | or `exactly_once_v2` |
 //! | `statestore.cache.max.bytes` | 10485760 | record caches of all threads together |
 //! | `rocksdb.memory.max.bytes` | 134217728 | block cache and memtables of all RocksDB stores |
-//! | `buffered.records.per.partition` | 1000 | a partition pauses above this many buffered records |
+//! | `buffered.records.per.partition` | 1000 | a stream thread stops polling while one of its partitions buffers this many records |
 //! | `poll.ms` | 100 | longest a thread blocks polling when idle |
 //! | `replication.factor` | -1 (broker default) | replication of internal topics |
 //! | `auto.offset.reset` | `earliest` | where sources start without committed offsets |
