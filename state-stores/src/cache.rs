@@ -106,14 +106,16 @@ impl RecordCache {
         self.next_seq += 1;
         let added = size_of(key, &value);
         self.charge(added);
-        let replaced = match self.entries.get_mut(key) {
+        let (replaced, lru_key) = match self.entries.get_mut(key) {
             Some(entry) => {
-                self.lru.remove(&entry.seq);
+                // An update (the common case for aggregates) moves the key's recency entry,
+                // reusing its copy of the key rather than allocating another.
+                let lru_key = self.lru.remove(&entry.seq);
                 let old_size = size_of(key, &entry.value);
                 entry.value = value;
                 entry.dirty = true;
                 entry.seq = seq;
-                old_size
+                (old_size, lru_key)
             }
             None => {
                 self.entries.insert(
@@ -124,11 +126,12 @@ impl RecordCache {
                         seq,
                     },
                 );
-                0
+                (0, None)
             }
         };
         self.release(replaced);
-        self.lru.insert(seq, key.to_vec());
+        self.lru
+            .insert(seq, lru_key.unwrap_or_else(|| key.to_vec()));
     }
 
     fn charge(&mut self, bytes: usize) {

@@ -171,11 +171,14 @@ impl StreamsProducer {
         if let Some(h) = headers {
             base = base.headers(h);
         }
-        let deadline = Instant::now() + QUEUE_FULL_TIMEOUT;
+        // Read the clock only once the queue is full: this is the per-record path.
+        let mut deadline = None;
         loop {
             match self.producer.send(base) {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    let deadline =
+                        *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
                     if Instant::now() >= deadline {
                         return Err(StreamsError::Fatal(format!(
                             "producer {} queue stayed full for {QUEUE_FULL_TIMEOUT:?} writing to `{}`; the brokers are not keeping up or are unreachable",
