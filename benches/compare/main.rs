@@ -37,6 +37,8 @@ struct Settings {
     only: Option<String>,
     state_root: std::path::PathBuf,
     results_dir: std::path::PathBuf,
+    /// Unique per run, so topics and groups left on a reused broker never mix into a new run.
+    run: u64,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -51,6 +53,7 @@ impl Settings {
         let bootstrap = std::env::var("KSTREAMS_BENCH_BOOTSTRAP").ok()?;
         let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
         Some(Settings {
+            run: now_ms() as u64,
             bootstrap,
             java_cp: std::env::var("KSTREAMS_BENCH_JAVA_CP").unwrap_or_default(),
             kafka_version: std::env::var("KSTREAMS_BENCH_KAFKA_VERSION")
@@ -218,7 +221,7 @@ fn command(
 }
 
 fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> Option<Run> {
-    let tag = format!("{}-{rep}", slug(&spec.name));
+    let tag = format!("{}-{rep}-{}", slug(&spec.name), s.run);
     let app = format!("bench-{tag}");
     let output = format!("out-{tag}");
     create_topic(
@@ -241,7 +244,11 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
     let end_ms = loop {
         std::thread::sleep(Duration::from_millis(200));
         if process.exited() {
-            eprintln!("{} (run {rep}): the process exited early", spec.name);
+            eprintln!(
+                "{} (run {rep}): the process exited early; its log: {}",
+                spec.name,
+                state.join("worker.log").display()
+            );
             return None;
         }
         if Instant::now() > deadline {
@@ -265,7 +272,11 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
     let started_ms = process.started_ms;
     let usage = process.stop();
     let Some(first) = first_append_ms(&s.bootstrap, &output, s.partitions) else {
-        eprintln!("{} (run {rep}): no output", spec.name);
+        eprintln!(
+            "{} (run {rep}): no output; its log: {}",
+            spec.name,
+            state.join("worker.log").display()
+        );
         return None;
     };
     let _ = std::fs::remove_dir_all(&state);
@@ -285,7 +296,7 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
     } else {
         "java"
     };
-    let app = format!("restore-{who}-{rep}");
+    let app = format!("restore-{who}-{rep}-{}", s.run);
     let changelog = format!("{app}-counts-changelog");
     create_topic(
         &s.bootstrap,
@@ -328,8 +339,14 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
     });
     let line = rx.recv_timeout(Duration::from_secs(600));
     let usage = process.stop();
+    let Ok(line) = line else {
+        eprintln!(
+            "{app}: no restore report within 10 minutes; its log: {}",
+            state.join("worker.log").display()
+        );
+        return None;
+    };
     let _ = std::fs::remove_dir_all(&state);
-    let line = line.ok()?;
     let field = |name: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(name))
@@ -365,7 +382,7 @@ fn main() {
 
 fn harness(s: &Settings) {
     let started = Instant::now();
-    let stamp = now_ms();
+    let stamp = s.run;
     let (lines_topic, records_topic, empty_topic) = (
         format!("bench-lines-{stamp}"),
         format!("bench-records-{stamp}"),

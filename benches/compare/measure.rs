@@ -33,7 +33,12 @@ pub struct Usage {
 }
 
 impl Measured {
+    /// Starts `program` under GNU time. Its stderr (logs) goes to `worker.log` next to
+    /// `time_file`, so a JVM's chatter does not bury the tables.
     pub fn spawn(program: &str, args: &[String], time_file: &Path, stdout: Stdio) -> Measured {
+        let log_path = time_file.with_file_name("worker.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", log_path.display()));
         let started_ms = now_ms();
         let child = Command::new("/usr/bin/time")
             .arg("-f")
@@ -43,7 +48,7 @@ impl Measured {
             .arg(program)
             .args(args)
             .stdout(stdout)
-            .stderr(Stdio::inherit())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("starting {program}: {e} (is GNU time installed at /usr/bin/time?)")

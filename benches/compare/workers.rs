@@ -41,6 +41,7 @@ pub fn kstreams(args: &[String]) -> i32 {
         eprintln!("usage: worker kstreams mode bootstrap input output app threads guarantee commit-ms cache-bytes state-dir");
         return 2;
     };
+    crate::example::init_logging("warn");
     let topology = match mode.as_str() {
         "wordcount" | "restore" => crate::example::word_count_topology(input, output),
         "stateless" => stateless(input, output),
@@ -56,7 +57,7 @@ pub fn kstreams(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let config = StreamsConfig::new(app)
+    let mut config = StreamsConfig::new(app)
         .set("bootstrap.servers", bootstrap)
         .set("num.stream.threads", threads)
         .set("processing.guarantee", guarantee)
@@ -64,6 +65,15 @@ pub fn kstreams(args: &[String]) -> i32 {
         .set("statestore.cache.max.bytes", cache)
         .set("state.dir", state)
         .set("auto.offset.reset", "earliest");
+    // For tuning studies only (results files record runs without it): `key=value;key=value`.
+    for pair in std::env::var("KSTREAMS_BENCH_SET")
+        .unwrap_or_default()
+        .split(';')
+    {
+        if let Some((key, value)) = pair.split_once('=') {
+            config = config.set(key.trim(), value.trim());
+        }
+    }
     let streams = match KafkaStreams::new(topology, config) {
         Ok(s) => s,
         Err(e) => {
@@ -148,6 +158,8 @@ fn pass_through(
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
+        // The same fetch tuning kstreams' own consumers get, so the baseline is a fair one.
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .map_err(|e| e.to_string())?;
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
