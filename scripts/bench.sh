@@ -7,7 +7,8 @@
 # Environment (all optional): KSTREAMS_BENCH_LINES (word-count input lines, 1000000),
 # KSTREAMS_BENCH_RECORDS (map/filter input records, 4000000), KSTREAMS_BENCH_RESTORE_KEYS
 # (1000000), KSTREAMS_BENCH_REPS (3), KSTREAMS_BENCH_THREADS (2), KSTREAMS_BENCH_PARTITIONS (4),
-# KSTREAMS_BENCH_ONLY (run only cases whose name contains this), KAFKA_PORT (39392).
+# KSTREAMS_BENCH_ONLY (run only cases whose name contains this), KAFKA_PORT (39392),
+# KSTREAMS_BENCH_SET (extra kstreams settings, `key=value;key=value`, for tuning studies only).
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
