@@ -8,6 +8,11 @@
 //! them asks the coordinator for its assignment shortly after (re-subscribing to the same topics
 //! sends a heartbeat at once and changes nothing else). Under the classic protocol a
 //! re-subscription would force a new rebalance, so nothing is nudged there.
+//!
+//! Across instances there is no such signal: a member of another instance gives partitions
+//! back on its own next heartbeat, and the newcomer would take them on its next one, a full
+//! interval after joining. So a thread that has just joined also asks once a second for its
+//! first few seconds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +22,14 @@ use std::time::{Duration, Instant};
 /// member's acknowledgement, reaches the coordinator a few milliseconds after the thread
 /// reported it; the later ask covers a slow one.
 const NUDGE_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1500)];
+
+/// When a thread that has just joined asks for partitions other instances may have released.
+const ASK_AFTER_JOIN: [Duration; 4] = [
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(3),
+    Duration::from_secs(4),
+];
 
 /// One thread's view of its instance's membership changes; see the [module docs](self).
 #[derive(Debug)]
@@ -49,6 +62,16 @@ impl Handoffs {
         }
     }
 
+    /// This thread joined the group: tell its siblings, and ask for its own assignment again
+    /// over the next few seconds.
+    pub(crate) fn joined(&mut self) {
+        self.changed();
+        if self.enabled {
+            let now = Instant::now();
+            self.due.extend(ASK_AFTER_JOIN.iter().map(|d| now + *d));
+        }
+    }
+
     /// Whether this thread should ask the coordinator for its assignment now.
     pub(crate) fn nudge_due(&mut self) -> bool {
         if !self.enabled {
@@ -58,7 +81,7 @@ impl Handoffs {
         let changes = self.changes.load(Ordering::Relaxed);
         if changes != self.seen {
             self.seen = changes;
-            self.due = NUDGE_AFTER.iter().map(|d| now + *d).collect();
+            self.due.extend(NUDGE_AFTER.iter().map(|d| now + *d));
         }
         let before = self.due.len();
         self.due.retain(|at| *at > now);
@@ -89,5 +112,19 @@ mod tests {
         std::thread::sleep(NUDGE_AFTER[1] - NUDGE_AFTER[0]);
         assert!(sibling.nudge_due(), "the second, later ask");
         assert!(!sibling.nudge_due());
+    }
+
+    #[test]
+    fn a_thread_that_joined_asks_again_for_its_first_seconds() {
+        let shared = Arc::new(AtomicU64::new(0));
+        let mut joiner = Handoffs::new(shared.clone(), true);
+        let mut classic = Handoffs::new(shared, false);
+        joiner.joined();
+        classic.joined();
+        assert!(!joiner.nudge_due(), "not before the first interval");
+        std::thread::sleep(ASK_AFTER_JOIN[0] + Duration::from_millis(20));
+        assert!(joiner.nudge_due());
+        assert!(!joiner.nudge_due(), "once per scheduled ask");
+        assert!(!classic.nudge_due(), "never under the classic protocol");
     }
 }

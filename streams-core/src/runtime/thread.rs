@@ -808,7 +808,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     consumer
         .subscribe(&topic_refs)
         .map_err(|e| StreamsError::kafka(format!("subscribing to {topics:?}"), e))?;
-    lock(&core).handoffs.changed();
+    lock(&core).handoffs.joined();
     setup.state.thread(setup.index, ThreadState::Rebalancing);
     tracing::info!(thread = %setup.name, topics = ?topics, "stream thread started");
 
@@ -849,7 +849,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             c.route(batch);
             c.maintain(&consumer)?;
             if c.handoffs.nudge_due() {
-                tracing::debug!(thread = %setup.name, "a sibling joined, released partitions or left; asking the group coordinator for this thread's assignment");
+                tracing::debug!(thread = %setup.name, "this thread or a sibling joined, released partitions or left; asking the group coordinator for this thread's assignment");
                 if let Err(e) = consumer.subscribe(&topic_refs) {
                     tracing::warn!(thread = %setup.name, error = %e, "re-subscribing to pick up released partitions");
                 }
