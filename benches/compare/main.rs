@@ -69,7 +69,15 @@ impl Settings {
             cache_bytes: env_or("KSTREAMS_BENCH_CACHE_BYTES", 10 << 20),
             only: std::env::var("KSTREAMS_BENCH_ONLY").ok(),
             state_root: root.join("target").join("bench-state"),
-            results_dir: root.join("benches").join("results"),
+            // Only a full, untuned run goes to the committed results; a partial or tuned one
+            // (KSTREAMS_BENCH_ONLY, KSTREAMS_BENCH_SET) stays under target/.
+            results_dir: if std::env::var_os("KSTREAMS_BENCH_ONLY").is_some()
+                || std::env::var_os("KSTREAMS_BENCH_SET").is_some()
+            {
+                root.join("target").join("bench-results")
+            } else {
+                root.join("benches").join("results")
+            },
         })
     }
 }
