@@ -70,6 +70,41 @@ fn read_olds(
     dirty.iter().map(|(key, _)| get(key)).collect()
 }
 
+/// The `StateStore` side of a caching store: a flush writes the dirty entries down first; a
+/// restore bypasses (and drops) the cache.
+macro_rules! caching_state_store {
+    ($store:ty) => {
+        impl StateStore for $store {
+            fn name(&self) -> &str {
+                self.inner.name()
+            }
+            fn persistent(&self) -> bool {
+                self.inner.persistent()
+            }
+            fn flush(&mut self) -> Result<()> {
+                let dirty = self.cache.take_dirty();
+                self.write_down(dirty)?;
+                self.inner.flush()
+            }
+            fn close(&mut self) -> Result<()> {
+                self.flush()?;
+                self.cache.clear();
+                self.inner.close()
+            }
+            fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+                self.cache.clear();
+                self.inner.restore_batch(records)
+            }
+            fn restore_complete(&mut self) -> Result<()> {
+                self.inner.restore_complete()
+            }
+            fn drain_emissions(&mut self) -> Vec<CacheEmission> {
+                std::mem::take(&mut self.emissions)
+            }
+        }
+    };
+}
+
 /// A key-value store with a record cache in front.
 pub struct CachingKeyValueStore {
     inner: Box<dyn KeyValueBytesStore>,
@@ -108,34 +143,7 @@ impl CachingKeyValueStore {
     }
 }
 
-impl StateStore for CachingKeyValueStore {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn flush(&mut self) -> Result<()> {
-        let dirty = self.cache.take_dirty();
-        self.write_down(dirty)?;
-        self.inner.flush()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.flush()?;
-        self.cache.clear();
-        self.inner.close()
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.cache.clear();
-        self.inner.restore_batch(records)
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        self.inner.restore_complete()
-    }
-    fn drain_emissions(&mut self) -> Vec<CacheEmission> {
-        std::mem::take(&mut self.emissions)
-    }
-}
+caching_state_store!(CachingKeyValueStore);
 
 impl KeyValueBytesStore for CachingKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -295,34 +303,7 @@ impl CachingWindowStore {
     }
 }
 
-impl StateStore for CachingWindowStore {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn flush(&mut self) -> Result<()> {
-        let dirty = self.cache.take_dirty();
-        self.write_down(dirty)?;
-        self.inner.flush()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.flush()?;
-        self.cache.clear();
-        self.inner.close()
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.cache.clear();
-        self.inner.restore_batch(records)
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        self.inner.restore_complete()
-    }
-    fn drain_emissions(&mut self) -> Vec<CacheEmission> {
-        std::mem::take(&mut self.emissions)
-    }
-}
+caching_state_store!(CachingWindowStore);
 
 impl WindowBytesStore for CachingWindowStore {
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> Result<()> {
@@ -459,34 +440,7 @@ impl CachingSessionStore {
     }
 }
 
-impl StateStore for CachingSessionStore {
-    fn name(&self) -> &str {
-        self.inner.name()
-    }
-    fn persistent(&self) -> bool {
-        self.inner.persistent()
-    }
-    fn flush(&mut self) -> Result<()> {
-        let dirty = self.cache.take_dirty();
-        self.write_down(dirty)?;
-        self.inner.flush()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.flush()?;
-        self.cache.clear();
-        self.inner.close()
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.cache.clear();
-        self.inner.restore_batch(records)
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        self.inner.restore_complete()
-    }
-    fn drain_emissions(&mut self) -> Vec<CacheEmission> {
-        std::mem::take(&mut self.emissions)
-    }
-}
+caching_state_store!(CachingSessionStore);
 
 impl SessionBytesStore for CachingSessionStore {
     fn find_sessions(
