@@ -77,8 +77,11 @@ impl Handoffs {
         if !self.enabled {
             return false;
         }
-        let now = Instant::now();
         let changes = self.changes.load(Ordering::Relaxed);
+        if changes == self.seen && self.due.is_empty() {
+            return false; // the common case, checked every loop: no clock read
+        }
+        let now = Instant::now();
         if changes != self.seen {
             self.seen = changes;
             self.due.extend(NUDGE_AFTER.iter().map(|d| now + *d));

@@ -576,11 +576,9 @@ impl ThreadCore {
     /// loop polls only then (see the [module docs](self) on flow control).
     fn wants_records(&self) -> bool {
         self.running.iter().all(|id| {
-            self.tasks.get(id).is_none_or(|task| {
-                task.input_partitions()
-                    .iter()
-                    .all(|tp| task.buffered_in(&tp.0, tp.1) < self.buffered_limit)
-            })
+            self.tasks
+                .get(id)
+                .is_none_or(|task| task.fullest_partition() < self.buffered_limit)
         })
     }
 

@@ -375,9 +375,9 @@ impl StreamTask {
         self.queues.add(topic, partition, records);
     }
 
-    /// Records buffered for one input partition.
-    pub(crate) fn buffered_in(&self, topic: &str, partition: i32) -> usize {
-        self.queues.buffered_in(topic, partition)
+    /// Records buffered in the input partition that holds the most.
+    pub(crate) fn fullest_partition(&self) -> usize {
+        self.queues.fullest()
     }
 
     /// Records buffered in all input partitions.

@@ -77,12 +77,13 @@ impl PartitionGroup {
         Some((queue.topic.clone(), queue.partition, partition_time, record))
     }
 
-    /// Records buffered for one partition.
-    pub(crate) fn buffered_in(&self, topic: &str, partition: i32) -> usize {
+    /// Records buffered in the partition that holds the most.
+    pub(crate) fn fullest(&self) -> usize {
         self.queues
             .iter()
-            .find(|q| q.partition == partition && q.topic == topic)
-            .map_or(0, |q| q.records.len())
+            .map(|q| q.records.len())
+            .max()
+            .unwrap_or(0)
     }
 
     /// Records buffered in all partitions.
