@@ -234,7 +234,10 @@ impl TopologyTestDriver {
             rocksdb: RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?,
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
+            processing: config.processing.clone(),
             wall_clock_ms: 0,
+            // The driver commits no transactions: stores write through.
+            transactional: false,
         };
         let topology = Arc::new(topology);
         let mut tasks = Vec::new();
