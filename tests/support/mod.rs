@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: finding the broker, unique names, topic creation.
 #![allow(dead_code)]
 
+pub mod eos;
 pub mod semantics;
 pub mod wordcount;
 

@@ -40,7 +40,9 @@ pub(crate) fn watch(
 ) -> Result<JoinHandle<()>> {
     let topic = topic(&config.application_id);
     let mut client = client_config(config, &config.consumer)?;
+    // librdkafka wants a group id even for assigned partitions; this one never joins or commits.
     client
+        .set("group.id", format!("{}-control", config.application_id))
         .set("client.id", format!("{}-control", config.application_id))
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false");
