@@ -74,7 +74,7 @@ fn printer(topic: &str) -> impl Fn(String, i32) + Send + Sync + 'static {
     let seen = Arc::new(AtomicU64::new(0));
     move |_, _| {
         let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-        if n % 100 == 0 {
+        if n.is_multiple_of(100) {
             println!("processed {n} records from topic={topic}");
             let _ = std::io::stdout().flush();
         }
