@@ -67,13 +67,13 @@ fn chaos(instances: &mut [Instance], seconds: u64, every: Duration) -> Chaos {
         std::thread::sleep(every);
         let victim = &mut instances[turn % instances.len()];
         turn += 1;
-        if turn % 4 == 0 {
+        if turn.is_multiple_of(4) {
             victim.stop();
             done.graceful += 1;
         } else {
             victim.kill();
             done.kills += 1;
-            if turn % 3 == 0 {
+            if turn.is_multiple_of(3) {
                 let _ = std::fs::remove_dir_all(&victim.state_dir);
                 done.wipes += 1;
             }
