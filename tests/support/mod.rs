@@ -94,6 +94,16 @@ pub fn wait_for_topic(bootstrap: &str, name: &str, partitions: i32) {
     }
 }
 
+/// Logs to the test's output: `RUST_LOG` if set, else warnings.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 /// A name no other test (or earlier run against the same broker) uses.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);

@@ -259,14 +259,50 @@ impl StreamsProducer {
                     // The background thread drains the queue; give it a moment.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
-                    return Err(StreamsError::kafka(
-                        format!("sending to `{}`", record.topic),
-                        e,
-                    ))
-                }
+                Err((e, _)) => return self.send_error(record.topic, e),
             }
         }
+    }
+
+    /// What a refused send means: a record the client rejects outright (too large, say) is
+    /// judged by the production handler like a failed delivery (`Ok` when it skips it); a
+    /// fenced producer means the tasks may have moved on; any other refusal under exactly-once
+    /// leaves the transaction unable to commit.
+    fn send_error(&self, topic: &str, e: KafkaError) -> Result<()> {
+        if self.is_fatal() {
+            return Err(StreamsError::TaskMigrated {
+                task: format!("(all tasks of {})", self.client_id),
+                reason: format!("sending to `{topic}`: {e}"),
+            });
+        }
+        let refused_record = matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidMessageSize
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::BadMessage
+            )
+        );
+        if refused_record {
+            return match self.handler.handle(topic, &e.to_string()) {
+                HandlerResponse::Continue => {
+                    *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    Ok(())
+                }
+                HandlerResponse::Fail => Err(StreamsError::Fatal(format!(
+                    "a record could not be produced to `{topic}`: {e} (set default.production.exception.handler=continue to drop such records)"
+                ))),
+            };
+        }
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            return Err(StreamsError::TransactionAborted {
+                producer: self.client_id.clone(),
+                reason: format!("sending to `{topic}`: {e}"),
+            });
+        }
+        Err(StreamsError::kafka(format!("sending to `{topic}`"), e))
     }
 
     /// Waits until every record sent so far is delivered or failed, then applies the

@@ -190,6 +190,7 @@ impl ThreadCore {
             live.processed += task.metrics.processed;
             live.skipped += task.metrics.skipped;
             live.punctuations += task.metrics.punctuations;
+            live.processing_skipped += task.metrics.processing_skipped;
         }
         *self
             .shared_metrics
