@@ -61,7 +61,7 @@ impl RocksDbKeyValueStore {
 
     /// Opens the store in transactional mode: writes wait in memory (where reads see them) until
     /// [`StateStore::commit`] applies them together with the changelog offset, and
-    /// [`StateStore::close_dirty`] drops them. See [`crate::overlay`].
+    /// [`StateStore::close_dirty`] drops them. See [`crate::rocks`].
     pub fn open_transactional(
         name: impl Into<String>,
         path: impl Into<PathBuf>,

@@ -17,7 +17,7 @@
 //! never runs ahead of the data it describes); [`flush`](crate::StateStore::flush) syncs the WAL.
 //!
 //! A store opened *transactional* (exactly-once) keeps the writes of the open transaction in
-//! memory ([`crate::overlay`]) and applies them at the commit, in one write batch with the offset:
+//! memory (an overlay that reads see) and applies them at the commit, in one write batch with the offset:
 //! the database never holds writes of a transaction that did not commit.
 //!
 //! Restoration writes through the bulk path with the WAL off and flushes memtables at the end

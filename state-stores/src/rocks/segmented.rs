@@ -488,7 +488,7 @@ impl RocksDbWindowStore {
     }
 
     /// Opens the store in transactional mode: writes (and segment drops) wait until
-    /// [`StateStore::commit`]; see the [module docs](self).
+    /// [`StateStore::commit`]; see [`crate::rocks`].
     pub fn open_transactional(
         name: impl Into<String>,
         path: impl Into<PathBuf>,
@@ -647,7 +647,7 @@ impl RocksDbSessionStore {
     }
 
     /// Opens the store in transactional mode: writes (and segment drops) wait until
-    /// [`StateStore::commit`]; see the [module docs](self).
+    /// [`StateStore::commit`]; see [`crate::rocks`].
     pub fn open_transactional(
         name: impl Into<String>,
         path: impl Into<PathBuf>,
