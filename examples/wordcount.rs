@@ -149,9 +149,19 @@ fn run_on_cluster(args: &Args, bootstrap: &str) -> Result<(), Box<dyn std::error
         }
         let stopped = streams.close_async(Duration::from_secs(60)).await;
         let metrics = streams.metrics();
+        let commits: u64 = metrics.threads.iter().map(|t| t.commits).sum();
+        let (commit, wait) = metrics.threads.iter().fold((0.0, 0.0), |(c, w), t| {
+            (
+                c + t.commit_time.as_secs_f64(),
+                w + t.commit_wait_time.as_secs_f64(),
+            )
+        });
         tracing::info!(
             processed = metrics.processed(),
             skipped = metrics.skipped(),
+            commits,
+            commit_s = format!("{commit:.2}"),
+            commit_wait_s = format!("{wait:.2}"),
             stopped,
             "closed"
         );

@@ -80,6 +80,8 @@ pub(crate) struct RecordCache {
     entries: BTreeMap<Vec<u8>, CacheEntry>,
     /// Recency order: sequence number of the last write -> key. Oldest first.
     lru: BTreeMap<u64, Vec<u8>>,
+    /// Sequence numbers (in `lru`) of the dirty entries, so a flush visits only those.
+    dirty: std::collections::BTreeSet<u64>,
     next_seq: u64,
     bytes: usize,
     budget: CacheBudget,
@@ -90,6 +92,7 @@ impl RecordCache {
         RecordCache {
             entries: BTreeMap::new(),
             lru: BTreeMap::new(),
+            dirty: std::collections::BTreeSet::new(),
             next_seq: 0,
             bytes: 0,
             budget,
@@ -111,6 +114,9 @@ impl RecordCache {
                 // An update (the common case for aggregates) moves the key's recency entry,
                 // reusing its copy of the key rather than allocating another.
                 let lru_key = self.lru.remove(&entry.seq);
+                if entry.dirty {
+                    self.dirty.remove(&entry.seq);
+                }
                 let old_size = size_of(key, &entry.value);
                 entry.value = value;
                 entry.dirty = true;
@@ -132,6 +138,7 @@ impl RecordCache {
         self.release(replaced);
         self.lru
             .insert(seq, lru_key.unwrap_or_else(|| key.to_vec()));
+        self.dirty.insert(seq);
     }
 
     fn charge(&mut self, bytes: usize) {
@@ -161,6 +168,7 @@ impl RecordCache {
                 let size = size_of(&key, &entry.value);
                 self.release(size);
                 if entry.dirty {
+                    self.dirty.remove(&entry.seq);
                     dirty.push((key, entry.value));
                 }
             }
@@ -171,16 +179,17 @@ impl RecordCache {
     /// Takes every dirty entry, oldest write first, and marks it clean. Clean deletions are
     /// dropped (nothing to read back).
     pub(crate) fn take_dirty(&mut self) -> Vec<DirtyEntry> {
-        let mut dirty = Vec::new();
+        let mut dirty = Vec::with_capacity(self.dirty.len());
         let mut dropped = Vec::new();
-        for key in self.lru.values() {
+        for seq in std::mem::take(&mut self.dirty) {
+            let Some(key) = self.lru.get(&seq) else {
+                continue;
+            };
             if let Some(entry) = self.entries.get_mut(key) {
-                if entry.dirty {
-                    entry.dirty = false;
-                    dirty.push((key.clone(), entry.value.clone()));
-                    if entry.value.is_none() {
-                        dropped.push((entry.seq, key.clone()));
-                    }
+                entry.dirty = false;
+                dirty.push((key.clone(), entry.value.clone()));
+                if entry.value.is_none() {
+                    dropped.push((entry.seq, key.clone()));
                 }
             }
         }
@@ -216,6 +225,7 @@ impl RecordCache {
         self.release(bytes);
         self.entries.clear();
         self.lru.clear();
+        self.dirty.clear();
     }
 }
 
@@ -243,6 +253,28 @@ mod tests {
         let evicted = cache.evict();
         assert_eq!(evicted, vec![(b"b".to_vec(), Some(b"2".to_vec()))]);
         assert!(budget.used_bytes() <= budget.max_bytes());
+    }
+
+    #[test]
+    fn a_flush_takes_the_dirty_entries_in_write_order_and_only_them() {
+        let mut cache = RecordCache::new(CacheBudget::new(1 << 20));
+        for k in [b"a", b"b", b"c"] {
+            cache.put(k, Some(b"1".to_vec()));
+        }
+        assert_eq!(cache.take_dirty().len(), 3);
+        cache.put(b"c", Some(b"2".to_vec()));
+        cache.put(b"a", Some(b"2".to_vec()));
+        cache.put(b"c", Some(b"3".to_vec()));
+        assert_eq!(
+            cache.take_dirty(),
+            vec![
+                (b"a".to_vec(), Some(b"2".to_vec())),
+                (b"c".to_vec(), Some(b"3".to_vec())),
+            ],
+            "b is clean; c's last write is the newest"
+        );
+        assert!(cache.take_dirty().is_empty());
+        assert_eq!(cache.len(), 3, "clean entries stay for reads");
     }
 
     #[test]

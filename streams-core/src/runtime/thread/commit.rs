@@ -58,6 +58,7 @@ impl ThreadCore {
     /// Flushes every running task, commits (see the [module docs](self)), and records the
     /// changelog offsets in the stores.
     pub(crate) fn commit(&mut self, consumer: &Consumer_) -> Result<()> {
+        let started = Instant::now();
         for id in &self.running {
             if let Some(task) = self.tasks.get_mut(id) {
                 task.flush()?;
@@ -78,6 +79,7 @@ impl ThreadCore {
                 }
             }
         }
+        let waiting = Instant::now();
         match self.guarantee {
             ProcessingGuarantee::AtLeastOnce => {
                 self.producer.flush()?;
@@ -97,6 +99,7 @@ impl ThreadCore {
                 self.producer.commit_transaction(&tpl, &group)?;
             }
         }
+        self.metrics.commit_wait_time += waiting.elapsed();
         // Committed: now, and only now, the stores may hold it.
         for id in &self.running {
             if let (Some(task), Some(ends)) = (self.tasks.get(id), self.changelog_ends.get(id)) {
@@ -113,6 +116,7 @@ impl ThreadCore {
         self.uncommitted = false;
         self.failing_since = None;
         self.metrics.commits += 1;
+        self.metrics.commit_time += started.elapsed();
         Ok(())
     }
 

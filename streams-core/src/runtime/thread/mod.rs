@@ -72,6 +72,11 @@ pub struct ThreadMetrics {
     pub punctuations: u64,
     /// Commits.
     pub commits: u64,
+    /// Time spent committing: flushing tasks, the Kafka commit, recording store offsets.
+    pub commit_time: Duration,
+    /// Of `commit_time`, the time spent waiting for Kafka: the producer's flush and the offset
+    /// commit (at-least-once), or the transaction's commit (exactly-once).
+    pub commit_wait_time: Duration,
     /// Changelog records restored.
     pub restored: u64,
     /// Rebalances (assignment changes) seen.
