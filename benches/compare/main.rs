@@ -290,6 +290,11 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
     };
     let started_ms = process.started_ms;
     let usage = process.stop();
+    if let Ok(log) = std::fs::read_to_string(state.join("worker.log")) {
+        for line in log.lines().filter(|l| l.starts_with("stats: ")) {
+            eprintln!("{} (run {rep}) {line}", spec.name);
+        }
+    }
     let Some(first) = first_append_ms(&s.bootstrap, &output, s.partitions) else {
         eprintln!(
             "{} (run {rep}): no output; its log: {}",

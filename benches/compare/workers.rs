@@ -102,6 +102,20 @@ pub fn kstreams(args: &[String]) -> i32 {
     }
     wait_for_sigterm();
     streams.close(Duration::from_secs(60));
+    // For the harness's progress output: where commit time went.
+    let metrics = streams.metrics();
+    let (commit, wait) = metrics.threads.iter().fold((0.0, 0.0), |(c, w), t| {
+        (
+            c + t.commit_time.as_secs_f64(),
+            w + t.commit_wait_time.as_secs_f64(),
+        )
+    });
+    eprintln!(
+        "stats: {} threads ran {:.1} s; commits={} commit_s={commit:.2} of which waiting for Kafka {wait:.2}",
+        metrics.threads.len(),
+        started.elapsed().as_secs_f64(),
+        metrics.threads.iter().map(|t| t.commits).sum::<u64>(),
+    );
     match streams.error() {
         Some(e) => {
             eprintln!("{e}");

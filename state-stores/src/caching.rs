@@ -101,6 +101,9 @@ macro_rules! caching_state_store {
             fn drain_emissions(&mut self) -> Vec<CacheEmission> {
                 std::mem::take(&mut self.emissions)
             }
+            fn prepare_commit(&mut self) -> Result<()> {
+                self.inner.prepare_commit()
+            }
             fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
                 // The runtime flushed the cache before the transaction committed; writing down
                 // entries now would log them outside it.

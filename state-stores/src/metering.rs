@@ -122,6 +122,9 @@ macro_rules! metered_state_store {
         fn drain_emissions(&mut self) -> Vec<CacheEmission> {
             self.inner.drain_emissions()
         }
+        fn prepare_commit(&mut self) -> Result<()> {
+            self.inner.prepare_commit()
+        }
         fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
             self.inner.commit(changelog_offset)
         }

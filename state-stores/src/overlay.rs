@@ -3,10 +3,15 @@
 //! Under exactly-once a RocksDB store is *transactional*: the writes of the open Kafka
 //! transaction stay in an [`Overlay`] in memory instead of reaching the database. Reads consult
 //! the overlay first, so a task reads its own writes. A commit, made only after the Kafka
-//! transaction committed, applies the whole overlay to the database in one atomic write batch
+//! transaction committed, applies the overlay to the database in one atomic write batch
 //! together with the changelog offset it reflects; an abort (or a crash) drops it. The database
 //! therefore always holds exactly the state of the last committed transaction, and a restart
 //! restores only the changelog after that transaction's offset.
+//!
+//! A store has two overlays, so that processing goes on while a Kafka commit is in flight: when
+//! the commit starts, the *pending* writes are sealed (moved into the *sealed* overlay, which the
+//! commit will apply), and new writes start a fresh pending overlay. Reads see pending, then
+//! sealed, then the database.
 //!
 //! [`MergeIter`] lays sorted pending entries (which win, and whose `None` hides a key) over a
 //! sorted store iterator; the caching layer merges its dirty entries the same way.
@@ -87,6 +92,13 @@ impl Overlay {
     pub(crate) fn take(&mut self) -> BTreeMap<Vec<u8>, Option<Vec<u8>>> {
         self.bytes = 0;
         std::mem::take(&mut self.entries)
+    }
+
+    /// Lays `newer` over this overlay (its writes win).
+    pub(crate) fn absorb(&mut self, newer: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
+        for (key, value) in newer {
+            self.put(&key, value.as_deref());
+        }
     }
 
     /// Drops every pending write.

@@ -74,12 +74,20 @@ pub trait StateStore: Send {
         Vec::new()
     }
 
+    /// Seals the writes made so far as the ones the next [`commit`](Self::commit) applies; later
+    /// writes wait for a later commit. Call it after [`flush`](Self::flush), when the Kafka
+    /// commit covering those writes starts; processing can go on while it is in flight. Only
+    /// transactional stores hold writes back; for the others this does nothing.
+    fn prepare_commit(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Makes the store's content durable as of `changelog_offset`, the next changelog offset to
     /// restore from (`None` when the store has no changelog), and records that offset with it;
     /// see [`committed_offset`](Self::committed_offset). A transactional store applies the writes
-    /// of the open transaction here, atomically with the offset. Call it only once the writes it
-    /// covers are committed (for exactly-once: after the Kafka transaction committed), and after
-    /// [`flush`](Self::flush): a cache above is not written down by this call.
+    /// sealed by [`prepare_commit`](Self::prepare_commit) here, atomically with the offset. Call
+    /// it only once the writes it covers are committed (for exactly-once: after the Kafka
+    /// transaction committed). A cache above is not written down by this call.
     ///
     /// Stores that keep no offset (in memory) only flush.
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {

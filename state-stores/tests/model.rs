@@ -200,11 +200,22 @@ impl Harness {
         store.restore_complete().expect("restore complete");
     }
 
-    /// What the runtime does at a commit: flush (caches write down), the transaction commits,
-    /// then the store records the changelog offset (with the open transaction's writes).
+    /// What the runtime does at a commit: flush (caches write down), seal the writes, the
+    /// transaction commits, then the store records the changelog offset (with the sealed writes).
     fn commit(&mut self, store: &mut dyn StateStore) {
+        let offset = self.start_commit(store);
+        self.finish_commit(store, offset);
+    }
+
+    /// The first half of a pipelined commit: flush, seal, the Kafka commit.
+    fn start_commit(&mut self, store: &mut dyn StateStore) -> i64 {
         store.flush().expect("flush");
-        let offset = self.changelog.commit();
+        store.prepare_commit().expect("prepare commit");
+        self.changelog.commit()
+    }
+
+    /// The second half: the store applies what was sealed, with the offset.
+    fn finish_commit(&mut self, store: &mut dyn StateStore, offset: i64) {
         store.commit(Some(offset)).expect("commit");
         self.committed = Some(offset);
     }
@@ -262,6 +273,9 @@ enum KvOp {
     Reopen,
     RestoreCopy(usize),
     Commit,
+    /// A commit during which processing goes on: this write lands between the seal and the
+    /// store's commit, and belongs to the next transaction.
+    PipelinedCommit(Vec<u8>, Vec<u8>),
     Crash,
 }
 
@@ -278,6 +292,7 @@ fn kv_op() -> impl Strategy<Value = KvOp> {
         1 => Just(KvOp::Reopen),
         1 => (1usize..5).prop_map(KvOp::RestoreCopy),
         2 => Just(KvOp::Commit),
+        2 => (key(), value()).prop_map(|(k, v)| KvOp::PipelinedCommit(k, v)),
         1 => Just(KvOp::Crash),
     ]
 }
@@ -367,6 +382,21 @@ fn run_kv(stack: Stack, ops: Vec<KvOp>) -> Result<(), TestCaseError> {
                 h.commit(store.as_mut());
                 committed = oracle.clone();
             }
+            KvOp::PipelinedCommit(k, v) => {
+                let offset = h.start_commit(store.as_mut());
+                committed = oracle.clone();
+                store.put(&k, &v).expect("put");
+                oracle.insert(k, v);
+                prop_assert_eq!(
+                    kv_contents(store.as_ref()),
+                    oracle
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<Vec<_>>(),
+                    "reads see the sealed and the newer writes"
+                );
+                h.finish_commit(store.as_mut(), offset);
+            }
             KvOp::Crash => {
                 if h.crash(store.as_ref()) {
                     drop(store);
@@ -439,6 +469,8 @@ enum WinOp {
     Reopen,
     RestoreCopy(usize),
     Commit,
+    /// A commit with a write between the seal and the store's commit (see `KvOp`).
+    PipelinedCommit(Vec<u8>, i64, Option<Vec<u8>>),
     Crash,
 }
 
@@ -461,7 +493,8 @@ fn win_ops() -> impl Strategy<Value = Vec<WinOp>> {
             .map(|(step, pick, k, v, a, b)| {
                 clock += step;
                 let t = clock - (a % 40);
-                match pick % 14 {
+                match pick % 15 {
+                    14 => WinOp::PipelinedCommit(k, t, v),
                     0..=4 => WinOp::Put(k, t, v),
                     5 | 6 => WinOp::Fetch(k, t),
                     7 => WinOp::FetchRange(k, clock - a, clock - a + b),
@@ -575,6 +608,13 @@ fn run_window(stack: Stack, ops: Vec<WinOp>) -> Result<(), TestCaseError> {
             WinOp::Commit => {
                 h.commit(store.as_mut());
                 committed = oracle.clone();
+            }
+            WinOp::PipelinedCommit(k, t, v) => {
+                let offset = h.start_commit(store.as_mut());
+                committed = oracle.clone();
+                store.put(&k, t, v.as_deref()).expect("put");
+                oracle.put(k, t, v);
+                h.finish_commit(store.as_mut(), offset);
             }
             WinOp::Crash => {
                 if !h.crash(store.as_ref()) {

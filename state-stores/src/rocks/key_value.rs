@@ -2,7 +2,8 @@
 //!
 //! User entries live in the default column family; the changelog offset the store was last
 //! committed at lives in a column family of its own ([`META_FAMILY`]), so no user key can collide
-//! with it. In transactional mode, writes wait in an [`Overlay`] until [`StateStore::commit`].
+//! with it. In transactional mode, writes wait in an [`Overlay`] until [`StateStore::commit`]
+//! (two of them: pending, and sealed for the commit in flight).
 
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub struct RocksDbKeyValueStore {
     /// Whether writes wait in `pending` until a commit (exactly-once).
     transactional: bool,
     pending: Overlay,
+    /// Writes sealed for the commit in flight; the next `commit` applies them.
+    sealed: Overlay,
     /// The changelog offset recorded by the last commit.
     offset: Option<i64>,
     /// Restored records were written without the WAL and are not in SST files yet: they must be
@@ -101,6 +104,7 @@ impl RocksDbKeyValueStore {
             db: Some(db),
             transactional,
             pending: Overlay::default(),
+            sealed: Overlay::default(),
             offset,
             restored_unflushed: false,
             _reservation: Some(reservation),
@@ -162,10 +166,12 @@ impl StateStore for RocksDbKeyValueStore {
     }
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
-            if !self.pending.is_empty() {
-                tracing::warn!(store = %self.name, writes = self.pending.len(),
+            let uncommitted = self.pending.len() + self.sealed.len();
+            if uncommitted > 0 {
+                tracing::warn!(store = %self.name, writes = uncommitted,
                     "closing with uncommitted writes; they are dropped");
                 self.pending.clear();
+                self.sealed.clear();
             }
             self.db()?.flush_wal(true).map_err(|e| self.err(e))?;
             self.db = None;
@@ -175,6 +181,7 @@ impl StateStore for RocksDbKeyValueStore {
     }
     fn close_dirty(&mut self) -> Result<()> {
         self.pending.clear();
+        self.sealed.clear();
         self.db = None;
         self._reservation = None;
         Ok(())
@@ -198,17 +205,21 @@ impl StateStore for RocksDbKeyValueStore {
         self.restored_unflushed = false;
         Ok(())
     }
+    fn prepare_commit(&mut self) -> Result<()> {
+        let pending = self.pending.take();
+        self.sealed.absorb(pending);
+        Ok(())
+    }
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
         if self.restored_unflushed {
             self.restore_complete()?;
         }
-        if self.pending.is_empty()
-            && (changelog_offset.is_none() || changelog_offset == self.offset)
+        if self.sealed.is_empty() && (changelog_offset.is_none() || changelog_offset == self.offset)
         {
             return Ok(());
         }
         let mut batch = WriteBatch::default();
-        for (key, value) in self.pending.iter() {
+        for (key, value) in self.sealed.iter() {
             match value {
                 Some(value) => batch.put(key, value),
                 None => batch.delete(key),
@@ -220,7 +231,7 @@ impl StateStore for RocksDbKeyValueStore {
         self.db()?
             .write_opt(batch, &write_options())
             .map_err(|e| self.err(e))?;
-        self.pending.clear();
+        self.sealed.clear();
         if changelog_offset.is_some() {
             self.offset = changelog_offset;
         }
@@ -230,13 +241,13 @@ impl StateStore for RocksDbKeyValueStore {
         Ok(self.offset)
     }
     fn uncommitted_bytes(&self) -> usize {
-        self.pending.bytes()
+        self.pending.bytes() + self.sealed.bytes()
     }
 }
 
 impl KeyValueBytesStore for RocksDbKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        if let Some(pending) = self.pending.get(key) {
+        if let Some(pending) = self.pending.get(key).or_else(|| self.sealed.get(key)) {
             return Ok(pending.map(<[u8]>::to_vec));
         }
         self.db()?.get(key).map_err(|e| self.err(e))
@@ -289,15 +300,14 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
                 return Ok(Box::new(std::iter::empty()));
             }
         }
-        let stored = self.db_range(from, to)?;
-        if self.pending.is_empty() {
-            return Ok(stored);
-        }
+        let mut merged = self.db_range(from, to)?;
         let upper = to.map_or(Bound::Unbounded, Bound::Included);
-        Ok(Box::new(MergeIter::new(
-            self.pending.range(from, upper),
-            stored,
-        )))
+        for layer in [&self.sealed, &self.pending] {
+            if !layer.is_empty() {
+                merged = Box::new(MergeIter::new(layer.range(from, upper), merged));
+            }
+        }
+        Ok(merged)
     }
     fn approximate_num_entries(&self) -> Result<u64> {
         let stored = self
@@ -305,6 +315,6 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
             .property_int_value("rocksdb.estimate-num-keys")
             .map_err(|e| self.err(e))?
             .unwrap_or(0);
-        Ok(stored + self.pending.len() as u64)
+        Ok(stored + (self.pending.len() + self.sealed.len()) as u64)
     }
 }

@@ -10,7 +10,9 @@
 //! so do segment creations and drops: the commit creates the segments the writes need, applies the
 //! writes, the observed stream time and the changelog offset in one batch, and only then drops the
 //! segments that expired. Until then expiry is logical: reads ignore anything below the retention
-//! floor of the observed stream time, pending writes included.
+//! floor of the observed stream time, pending writes included. As for key-value stores, writes
+//! sealed for a commit in flight sit in a second overlay, with the observed stream time of that
+//! moment, which is what the commit records.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
@@ -53,6 +55,9 @@ struct Segments {
     /// Whether writes wait in `pending` until a commit (exactly-once).
     transactional: bool,
     pending: Overlay,
+    /// Writes sealed for the commit in flight, and the observed stream time when they were.
+    sealed: Overlay,
+    sealed_observed: i64,
     /// The changelog offset recorded by the last commit.
     offset: Option<i64>,
     /// Restored records not in SST files yet (written without the WAL).
@@ -122,6 +127,8 @@ impl Segments {
             time_of,
             transactional,
             pending: Overlay::default(),
+            sealed: Overlay::default(),
+            sealed_observed: observed,
             offset,
             restored_unflushed: false,
             _reservation: Some(reservation),
@@ -161,12 +168,12 @@ impl Segments {
         if self.transactional {
             return Ok(());
         }
-        self.drop_expired()
+        self.drop_expired(time)
     }
 
-    /// Drops the segments below the retention floor.
-    fn drop_expired(&mut self) -> Result<()> {
-        let min_live = self.segment_of(self.floor());
+    /// Drops the segments below the retention floor of stream time `observed`.
+    fn drop_expired(&mut self, observed: i64) -> Result<()> {
+        let min_live = self.segment_of(retention_floor(observed, self.retention));
         let expired: Vec<i64> = self.live.range(..min_live).copied().collect();
         for id in expired {
             let db = self.db.as_mut().ok_or_else(|| StoreError::Closed {
@@ -249,16 +256,20 @@ impl Segments {
         for id in self.segments_between(from, to) {
             stored.extend(self.scan(id, lower, upper.clone())?);
         }
-        if self.pending.is_empty() {
+        if self.pending.is_empty() && self.sealed.is_empty() {
             return stored.into_iter().collect();
         }
         let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let in_time = |k: &[u8]| (self.time_of)(k).is_some_and(|t| (from..=to).contains(&t));
+        let sealed = self
+            .sealed
+            .range(Some(lower), upper)
+            .filter(|(k, _)| in_time(k));
         let pending = self
             .pending
             .range(Some(lower), upper)
             .filter(|(k, _)| in_time(k));
-        MergeIter::new(pending, stored.into_iter()).collect()
+        MergeIter::new(pending, MergeIter::new(sealed, stored.into_iter())).collect()
     }
 
     fn write(&mut self, time: i64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
@@ -297,7 +308,7 @@ impl Segments {
         if time < self.floor() {
             return Ok(None);
         }
-        if let Some(pending) = self.pending.get(key) {
+        if let Some(pending) = self.pending.get(key).or_else(|| self.sealed.get(key)) {
             return Ok(pending.map(<[u8]>::to_vec));
         }
         let id = self.segment_of(time);
@@ -326,6 +337,8 @@ impl Segments {
         }
         if let Some(max) = times.iter().copied().max() {
             self.advance_to(max)?;
+            // Restored records are committed ones.
+            self.sealed_observed = self.sealed_observed.max(max);
         }
         let floor = self.floor();
         for (record, time) in records.iter().zip(&times) {
@@ -379,16 +392,28 @@ impl Segments {
         Ok(())
     }
 
-    /// Applies the pending writes, the observed stream time and `offset` in one batch, then
-    /// drops expired segments.
+    /// Seals the pending writes, and the observed stream time, for the next commit.
+    fn prepare_commit(&mut self) {
+        let pending = self.pending.take();
+        self.sealed.absorb(pending);
+        self.sealed_observed = self.observed;
+    }
+
+    /// Applies the sealed writes, their observed stream time and `offset` in one batch, then
+    /// drops the segments that expired by that time.
     fn commit(&mut self, offset: Option<i64>) -> Result<()> {
         if self.restored_unflushed {
             self.flush_memtables()?;
         }
-        let pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self.pending.take();
-        let floor = self.floor();
-        let mut writes = Vec::with_capacity(pending.len());
-        for (key, value) in pending {
+        let observed = if self.transactional {
+            self.sealed_observed
+        } else {
+            self.observed
+        };
+        let sealed: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self.sealed.take();
+        let floor = retention_floor(observed, self.retention);
+        let mut writes = Vec::with_capacity(sealed.len());
+        for (key, value) in sealed {
             let time = (self.time_of)(&key).ok_or_else(|| StoreError::Config {
                 store: self.name.clone(),
                 reason: format!("a pending write has a malformed key ({} bytes)", key.len()),
@@ -411,7 +436,7 @@ impl Segments {
                 None => batch.delete_cf(cf, key),
             }
         }
-        batch.put(OBSERVED_KEY, self.observed.to_be_bytes());
+        batch.put(OBSERVED_KEY, observed.to_be_bytes());
         if let Some(offset) = offset {
             batch.put(OFFSET_KEY, offset.to_be_bytes());
         }
@@ -421,15 +446,17 @@ impl Segments {
         if offset.is_some() {
             self.offset = offset;
         }
-        self.drop_expired()
+        self.drop_expired(observed)
     }
 
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
-            if !self.pending.is_empty() {
-                tracing::warn!(store = %self.name, writes = self.pending.len(),
+            let uncommitted = self.pending.len() + self.sealed.len();
+            if uncommitted > 0 {
+                tracing::warn!(store = %self.name, writes = uncommitted,
                     "closing with uncommitted writes; they are dropped");
                 self.pending.clear();
+                self.sealed.clear();
             }
             if !self.transactional {
                 self.persist_observed()?;
@@ -443,6 +470,7 @@ impl Segments {
 
     fn close_dirty(&mut self) {
         self.pending.clear();
+        self.sealed.clear();
         self.db = None;
         self._reservation = None;
     }
@@ -549,6 +577,10 @@ impl StateStore for RocksDbWindowStore {
     fn restore_complete(&mut self) -> Result<()> {
         self.segments.flush_memtables()
     }
+    fn prepare_commit(&mut self) -> Result<()> {
+        self.segments.prepare_commit();
+        Ok(())
+    }
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
         self.segments.commit(changelog_offset)
     }
@@ -560,7 +592,7 @@ impl StateStore for RocksDbWindowStore {
         Ok(())
     }
     fn uncommitted_bytes(&self) -> usize {
-        self.segments.pending.bytes()
+        self.segments.pending.bytes() + self.segments.sealed.bytes()
     }
 }
 
@@ -703,6 +735,10 @@ impl StateStore for RocksDbSessionStore {
     fn restore_complete(&mut self) -> Result<()> {
         self.segments.flush_memtables()
     }
+    fn prepare_commit(&mut self) -> Result<()> {
+        self.segments.prepare_commit();
+        Ok(())
+    }
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
         self.segments.commit(changelog_offset)
     }
@@ -714,7 +750,7 @@ impl StateStore for RocksDbSessionStore {
         Ok(())
     }
     fn uncommitted_bytes(&self) -> usize {
-        self.segments.pending.bytes()
+        self.segments.pending.bytes() + self.segments.sealed.bytes()
     }
 }
 

@@ -7,6 +7,12 @@
 //! production handler judges at the next check. A full local queue is backpressure: `send` waits
 //! for room rather than dropping the record.
 //!
+//! Under exactly-once the Kafka commit of a transaction runs on a committer thread
+//! ([`StreamsProducer::start_commit`]), so the stream thread goes on processing meanwhile.
+//! Records sent while it is in flight are held, in order, and sent once the thread has finished
+//! the commit on its side ([`StreamsProducer::release_held`]): they belong to the next
+//! transaction, and the changelog offsets that the finished commit records must not count them.
+//!
 //! Transaction calls that fail with a retriable error (a timeout, a coordinator moving) are
 //! retried with backoff for up to [`RETRY_BUDGET`]. Other failures come back classified, for the
 //! thread's recovery ([`crate::runtime::recovery`]): [`StreamsError::TaskMigrated`] when the
@@ -14,6 +20,7 @@
 //! [`StreamsError::TransactionAborted`] when the transaction must be aborted.
 
 use std::collections::HashMap;
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,6 +34,7 @@ use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::ProcessingGuarantee;
 use crate::error::{Result, StreamsError};
 use crate::handlers::{HandlerResponse, SharedProductionHandler};
+use crate::record::Headers;
 
 /// How long a send waits for room in a full producer queue before failing.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -44,7 +52,7 @@ pub(crate) struct Deliveries {
     /// The highest offset delivered per (topic, partition).
     pub(crate) last_offsets: HashMap<(String, i32), i64>,
     /// Failed deliveries not yet judged: (topic, error).
-    pub(crate) failures: Vec<(String, String)>,
+    pub(crate) failures: Vec<(String, KafkaError)>,
     /// Records delivered.
     pub(crate) delivered: u64,
 }
@@ -77,9 +85,7 @@ impl ProducerContext for TrackingContext {
                     .or_insert(-1);
                 *entry = (*entry).max(message.offset());
             }
-            Err((error, message)) => d
-                .failures
-                .push((message.topic().to_owned(), error.to_string())),
+            Err((error, message)) => d.failures.push((message.topic().to_owned(), error.clone())),
         }
     }
 }
@@ -91,9 +97,35 @@ pub(crate) struct StreamsProducer {
     guarantee: ProcessingGuarantee,
     handler: SharedProductionHandler,
     in_transaction: Mutex<bool>,
+    /// The commit in flight, and the records held meanwhile.
+    commit: Mutex<CommitState>,
     client_id: String,
     /// Records dropped by the production handler.
     skipped: Mutex<u64>,
+}
+
+/// A record sent while a commit was in flight, held for the next transaction.
+struct HeldRecord {
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    timestamp: i64,
+    headers: Headers,
+}
+
+/// Where the producer is in a commit.
+enum CommitState {
+    /// No commit in flight: records go out at once.
+    Idle,
+    /// The committer thread is committing; records are held.
+    InFlight {
+        done: mpsc::Receiver<Result<()>>,
+        held: Vec<HeldRecord>,
+    },
+    /// The commit ended and its result went to the thread, which has not released the held
+    /// records yet.
+    Ended { held: Vec<HeldRecord> },
 }
 
 impl StreamsProducer {
@@ -115,6 +147,7 @@ impl StreamsProducer {
             guarantee,
             handler,
             in_transaction: Mutex::new(false),
+            commit: Mutex::new(CommitState::Idle),
             client_id,
             skipped: Mutex::new(0),
         };
@@ -214,8 +247,23 @@ impl StreamsProducer {
         }
     }
 
-    /// Sends one record, waiting while the local queue is full.
+    /// Sends one record, waiting while the local queue is full. While a commit is in flight
+    /// the record is held for the next transaction.
     pub(crate) fn send(&self, record: OutgoingRecord<'_>) -> Result<()> {
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+            if let CommitState::InFlight { held, .. } | CommitState::Ended { held } = &mut *state {
+                held.push(HeldRecord {
+                    topic: record.topic.to_owned(),
+                    partition: record.partition,
+                    key: record.key.map(<[u8]>::to_vec),
+                    value: record.value.map(<[u8]>::to_vec),
+                    timestamp: record.timestamp,
+                    headers: record.headers.clone(),
+                });
+                return Ok(());
+            }
+        }
         self.begin_if_needed()?;
         let mut headers = None;
         if !record.headers.is_empty() {
@@ -314,7 +362,9 @@ impl StreamsProducer {
         self.check_failures()
     }
 
-    /// Applies the production handler to deliveries that failed since the last check.
+    /// Applies the production handler to deliveries that failed since the last check. Under
+    /// exactly-once, a delivery that failed because the producer was fenced, or because the
+    /// transaction failed, is that failure instead.
     pub(crate) fn check_failures(&self) -> Result<()> {
         let failures = std::mem::take(
             &mut self
@@ -324,6 +374,37 @@ impl StreamsProducer {
                 .failures,
         );
         for (topic, error) in failures {
+            if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+                let code = error.rdkafka_error_code();
+                let fenced = matches!(
+                    code,
+                    Some(
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::UnknownProducerId
+                    )
+                );
+                if fenced || self.is_fatal() {
+                    return Err(StreamsError::TaskMigrated {
+                        task: format!("(all tasks of {})", self.client_id),
+                        reason: format!("producing to `{topic}`: {error}"),
+                    });
+                }
+                if matches!(
+                    code,
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                ) {
+                    // librdkafka purges the records of a transaction that failed: the
+                    // transaction is what failed, not the record.
+                    return Err(StreamsError::TransactionAborted {
+                        producer: self.client_id.clone(),
+                        reason: format!(
+                            "the transaction failed and its records to `{topic}` were purged ({error})"
+                        ),
+                    });
+                }
+            }
+            let error = error.to_string();
             match self.handler.handle(&topic, &error) {
                 HandlerResponse::Continue => *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) += 1,
                 HandlerResponse::Fail => {
@@ -359,26 +440,57 @@ impl StreamsProducer {
         *self.skipped.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Exactly-once: commits the open transaction together with `offsets` for the consumer
-    /// group. (At-least-once commits offsets through the consumer instead.)
-    pub(crate) fn commit_transaction(
+    /// Exactly-once: starts committing the open transaction together with `offsets` for the
+    /// consumer group, on a committer thread; returns whether there was anything to commit.
+    /// [`poll_commit`](Self::poll_commit) or [`wait_commit`](Self::wait_commit) give the result.
+    /// (At-least-once commits offsets through the consumer instead.)
+    pub(crate) fn start_commit(
+        self: &Arc<Self>,
+        offsets: TopicPartitionList,
+        group: ConsumerGroupMetadata,
+    ) -> Result<bool> {
+        {
+            let mut open = self
+                .in_transaction
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !*open {
+                if offsets.count() == 0 {
+                    return Ok(false);
+                }
+                self.producer
+                    .begin_transaction()
+                    .map_err(|e| self.transaction_error("beginning a transaction", e))?;
+                *open = true;
+            }
+        }
+        let (tx, done) = mpsc::channel();
+        *self.commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitState::InFlight {
+            done,
+            held: Vec::new(),
+        };
+        let me = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}-commit", self.client_id))
+            .spawn(move || {
+                let _ = tx.send(me.commit_now(&offsets, &group));
+            });
+        if let Err(e) = spawned {
+            *self.commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitState::Idle;
+            return Err(StreamsError::Fatal(format!(
+                "spawning the committer thread of {}: {e}",
+                self.client_id
+            )));
+        }
+        Ok(true)
+    }
+
+    /// The committer thread's work: offsets into the transaction, then the commit.
+    fn commit_now(
         &self,
         offsets: &TopicPartitionList,
         group: &ConsumerGroupMetadata,
     ) -> Result<()> {
-        let mut open = self
-            .in_transaction
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        if !*open {
-            if offsets.count() == 0 {
-                return Ok(());
-            }
-            self.producer
-                .begin_transaction()
-                .map_err(|e| self.transaction_error("beginning a transaction", e))?;
-            *open = true;
-        }
         if offsets.count() > 0 {
             self.retrying("sending offsets to the transaction", || {
                 self.producer
@@ -388,13 +500,89 @@ impl StreamsProducer {
         self.retrying("committing the transaction", || {
             self.producer.commit_transaction(TXN_CALL_TIMEOUT)
         })?;
-        *open = false;
-        drop(open);
-        self.check_failures()
+        *self
+            .in_transaction
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = false;
+        Ok(())
     }
 
-    /// Exactly-once: aborts the open transaction, if any.
+    /// The result of the commit in flight, if it has ended; `None` while it runs (or when none
+    /// was started). Records stay held until [`release_held`](Self::release_held).
+    pub(crate) fn poll_commit(&self) -> Option<Result<()>> {
+        self.end_commit(|done| match done.try_recv() {
+            Ok(result) => Some(result),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => Some(Err(self.committer_died())),
+        })
+    }
+
+    /// Waits for the commit in flight, if any, and returns its result.
+    pub(crate) fn wait_commit(&self) -> Option<Result<()>> {
+        self.end_commit(|done| Some(done.recv().unwrap_or_else(|_| Err(self.committer_died()))))
+    }
+
+    fn committer_died(&self) -> StreamsError {
+        StreamsError::TransactionAborted {
+            producer: self.client_id.clone(),
+            reason: "the committer thread ended without a result".into(),
+        }
+    }
+
+    fn end_commit(
+        &self,
+        outcome: impl FnOnce(&mpsc::Receiver<Result<()>>) -> Option<Result<()>>,
+    ) -> Option<Result<()>> {
+        let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let CommitState::InFlight { done, held } = &mut *state else {
+            return None;
+        };
+        let result = outcome(done)?;
+        *state = CommitState::Ended {
+            held: std::mem::take(held),
+        };
+        drop(state);
+        Some(result.and_then(|()| self.check_failures()))
+    }
+
+    /// Records held while a commit was in flight.
+    pub(crate) fn held(&self) -> usize {
+        match &*self.commit.lock().unwrap_or_else(|p| p.into_inner()) {
+            CommitState::InFlight { held, .. } | CommitState::Ended { held } => held.len(),
+            CommitState::Idle => 0,
+        }
+    }
+
+    /// After a successful commit: sends the records held meanwhile, in the next transaction.
+    pub(crate) fn release_held(&self) -> Result<()> {
+        let held = {
+            let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+            match std::mem::replace(&mut *state, CommitState::Idle) {
+                CommitState::Ended { held } => held,
+                other => {
+                    *state = other;
+                    return Ok(());
+                }
+            }
+        };
+        for r in held {
+            self.send(OutgoingRecord {
+                topic: &r.topic,
+                partition: r.partition,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                timestamp: r.timestamp,
+                headers: &r.headers,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once: aborts the open transaction, if any, once a commit in flight has ended
+    /// (its result is then moot); held records are dropped.
     pub(crate) fn abort_transaction(&self) -> Result<()> {
+        let _ = self.wait_commit();
+        *self.commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitState::Idle;
         let mut open = self
             .in_transaction
             .lock()

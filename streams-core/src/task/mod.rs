@@ -403,6 +403,15 @@ impl StreamTask {
         Ok(out)
     }
 
+    /// Seals the stores' writes for the commit that starts now; see
+    /// [`StateStore::prepare_commit`](state_stores::StateStore::prepare_commit).
+    pub(crate) fn prepare_commit(&self) -> Result<()> {
+        for store in self.rt.shared.stores.values() {
+            store.prepare_commit()?;
+        }
+        Ok(())
+    }
+
     /// Records in every store the offset its changelog has reached (`next_offsets`), making the
     /// stores durable as of the commit that just went through; transactional stores apply the
     /// writes they held for it. Call only after the commit succeeded.

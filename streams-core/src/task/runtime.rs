@@ -91,6 +91,11 @@ impl StoreHandle {
         self.with_state_store(|s| s.close_dirty())?
     }
 
+    /// Seals the writes for the next commit; see [`StateStore::prepare_commit`].
+    pub(crate) fn prepare_commit(&self) -> state_stores::Result<()> {
+        self.with_state_store(|s| s.prepare_commit())?
+    }
+
     /// Makes the store durable as of `changelog_offset`; see [`StateStore::commit`].
     pub(crate) fn commit(&self, changelog_offset: Option<i64>) -> state_stores::Result<()> {
         self.with_state_store(|s| s.commit(changelog_offset))?

@@ -8,13 +8,17 @@
 //!    metadata (Kafka Streams' encoding), so that a task created later resumes stream time from
 //!    what was committed;
 //! 3. at-least-once: the producer is flushed, then the consumer commits the offsets;
-//!    exactly-once: the transaction commits outputs, changelog records and offsets together;
-//! 4. only then every task's stores record the changelog offsets they have reached; under
-//!    exactly-once, that is also when their RocksDB stores apply the writes they held back for
-//!    the transaction (see `state_stores::rocks`). A crash at any point leaves the stores at the
-//!    previous commit.
+//!    exactly-once: the stores seal the writes the transaction covers, and the transaction
+//!    commits outputs, changelog records and offsets together, on the producer's committer
+//!    thread, while this thread goes on processing (its new records are held for the next
+//!    transaction, its new store writes wait behind the sealed ones);
+//! 4. only once Kafka committed, every task's stores record the changelog offsets they have
+//!    reached; under exactly-once, that is also when their RocksDB stores apply the writes they
+//!    sealed (see `state_stores::rocks`). Then the held records go out. A crash at any point
+//!    leaves the stores at the previous commit.
 //!
-//! A failure anywhere is returned to the thread, whose recovery decides what to do
+//! At most one commit is in flight. Revocation and shutdown commit synchronously, after the
+//! one in flight. A failure anywhere is returned to the thread, whose recovery decides what to do
 //! (`runtime::recovery`): nothing here has been applied locally that the failed commit covers.
 
 use std::collections::BTreeMap;
@@ -54,10 +58,24 @@ pub(crate) fn decode_partition_time(metadata: &str) -> Option<i64> {
     }
 }
 
+/// A commit Kafka has not answered yet.
+pub(crate) struct InFlight {
+    /// The input offsets it commits: the rewind points once it succeeded.
+    offsets: Vec<((String, i32), i64)>,
+    started: Instant,
+}
+
 impl ThreadCore {
-    /// Flushes every running task, commits (see the [module docs](self)), and records the
-    /// changelog offsets in the stores.
+    /// Commits now and waits for it (after the commit in flight, if any): for revocation and
+    /// shutdown.
     pub(crate) fn commit(&mut self, consumer: &Consumer_) -> Result<()> {
+        self.wait_in_flight()?;
+        self.start_commit(consumer)?;
+        self.wait_in_flight()
+    }
+
+    /// Starts a commit (see the [module docs](self)); under at-least-once it completes here.
+    pub(crate) fn start_commit(&mut self, consumer: &Consumer_) -> Result<()> {
         let started = Instant::now();
         for id in &self.running {
             if let Some(task) = self.tasks.get_mut(id) {
@@ -79,6 +97,16 @@ impl ThreadCore {
                 }
             }
         }
+        let offsets: Vec<((String, i32), i64)> = tpl
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        self.last_commit = Instant::now();
+        self.uncommitted = false;
         let waiting = Instant::now();
         match self.guarantee {
             ProcessingGuarantee::AtLeastOnce => {
@@ -91,30 +119,82 @@ impl ThreadCore {
                         )
                     })?;
                 }
+                self.metrics.commit_wait_time += waiting.elapsed();
+                self.metrics.commit_time += started.elapsed();
+                self.finish_commit(InFlight { offsets, started })
             }
             ProcessingGuarantee::ExactlyOnceV2 => {
                 let group = consumer.group_metadata().ok_or_else(|| {
                     StreamsError::Fatal("the consumer has no group metadata".into())
                 })?;
-                self.producer.commit_transaction(&tpl, &group)?;
+                for id in &self.running {
+                    if let Some(task) = self.tasks.get(id) {
+                        task.prepare_commit()?;
+                    }
+                }
+                let committing = self.producer.start_commit(tpl, group)?;
+                self.metrics.commit_time += started.elapsed();
+                if committing {
+                    self.in_flight = Some(InFlight {
+                        offsets,
+                        started: Instant::now(),
+                    });
+                    Ok(())
+                } else {
+                    // Nothing was produced and nothing consumed: nothing to commit.
+                    self.finish_commit(InFlight { offsets, started })
+                }
             }
         }
-        self.metrics.commit_wait_time += waiting.elapsed();
-        // Committed: now, and only now, the stores may hold it.
+    }
+
+    /// Finishes the commit in flight if Kafka has answered.
+    pub(crate) fn poll_in_flight(&mut self) -> Result<()> {
+        if self.in_flight.is_none() {
+            return Ok(());
+        }
+        let outcome = self.producer.poll_commit();
+        self.end_in_flight(outcome)
+    }
+
+    /// Waits for the commit in flight, if any, and finishes it.
+    pub(crate) fn wait_in_flight(&mut self) -> Result<()> {
+        if self.in_flight.is_none() {
+            return Ok(());
+        }
+        let blocked = Instant::now();
+        let outcome = self.producer.wait_commit();
+        self.metrics.commit_time += blocked.elapsed();
+        self.end_in_flight(outcome)
+    }
+
+    fn end_in_flight(&mut self, outcome: Option<Result<()>>) -> Result<()> {
+        let Some(result) = outcome else {
+            return Ok(());
+        };
+        let Some(in_flight) = self.in_flight.take() else {
+            return result;
+        };
+        self.metrics.commit_wait_time += in_flight.started.elapsed();
+        result?;
+        self.finish_commit(in_flight)?;
+        self.producer.release_held()
+    }
+
+    /// Kafka committed: the stores record the changelog offsets (and apply their sealed writes),
+    /// and the committed offsets become the rewind points.
+    fn finish_commit(&mut self, done: InFlight) -> Result<()> {
+        let started = Instant::now();
         for id in &self.running {
             if let (Some(task), Some(ends)) = (self.tasks.get(id), self.changelog_ends.get(id)) {
                 task.commit_stores(&self.next_offsets(task, ends))?;
             }
         }
-        for e in tpl.elements() {
-            if let Offset::Offset(o) = e.offset() {
-                self.rewind_to
-                    .insert((e.topic().to_owned(), e.partition()), o);
-            }
+        for (tp, offset) in done.offsets {
+            self.rewind_to.insert(tp, offset);
         }
-        self.last_commit = Instant::now();
-        self.uncommitted = false;
         self.failing_since = None;
+        self.recoveries_in_a_row = 0;
         self.metrics.commits += 1;
         self.metrics.commit_time += started.elapsed();
         Ok(())

@@ -58,6 +58,10 @@ const PROCESS_PER_TASK: usize = 2_000;
 const RESTORE_BATCH: usize = 20_000;
 /// Uncommitted store writes (exactly-once) after which a thread commits early.
 const UNCOMMITTED_LIMIT: usize = 64 << 20;
+/// Records held while a commit is in flight after which the thread waits for it.
+const MAX_HELD: usize = 100_000;
+/// How long the loop polls while a commit is in flight, so it notices the answer promptly.
+const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 
 /// Counters of one stream thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,10 +76,12 @@ pub struct ThreadMetrics {
     pub punctuations: u64,
     /// Commits.
     pub commits: u64,
-    /// Time spent committing: flushing tasks, the Kafka commit, recording store offsets.
+    /// Time the thread spent on commits itself: flushing tasks, waiting for Kafka where it had
+    /// to, recording store offsets.
     pub commit_time: Duration,
-    /// Of `commit_time`, the time spent waiting for Kafka: the producer's flush and the offset
-    /// commit (at-least-once), or the transaction's commit (exactly-once).
+    /// Time Kafka took to answer commits: the producer's flush and the offset commit
+    /// (at-least-once, in `commit_time`), or the transaction's commit (exactly-once, overlapped
+    /// with processing except when revocation or shutdown wait for it).
     pub commit_wait_time: Duration,
     /// Changelog records restored.
     pub restored: u64,
@@ -146,6 +152,8 @@ pub(crate) struct ThreadCore {
     failing_since: Option<Instant>,
     /// An error raised inside a rebalance callback, reported by the next round.
     pending_error: Option<StreamsError>,
+    /// The commit Kafka has not answered yet (exactly-once).
+    in_flight: Option<commit::InFlight>,
 }
 
 fn lock(core: &Mutex<ThreadCore>) -> std::sync::MutexGuard<'_, ThreadCore> {
@@ -214,6 +222,9 @@ impl ThreadCore {
     }
 
     fn commit_due(&self) -> bool {
+        if self.in_flight.is_some() {
+            return false;
+        }
         let requested = self
             .running
             .iter()
@@ -249,12 +260,17 @@ impl ThreadCore {
                 self.start_running(consumer, id, ends)?;
             }
         }
+        self.poll_in_flight()?;
+        if self.producer.held() > MAX_HELD {
+            // Kafka is slow to commit: let the records held meanwhile not pile up.
+            self.wait_in_flight()?;
+        }
         self.process()?;
         self.punctuate_wall_clock()?;
         self.pause_parked(consumer);
+        self.poll_in_flight()?;
         if self.commit_due() {
-            self.commit(consumer)?;
-            self.recoveries_in_a_row = 0;
+            self.start_commit(consumer)?;
         }
         self.producer.check_failures()?;
         self.report();
@@ -433,6 +449,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         recoveries_in_a_row: 0,
         failing_since: None,
         pending_error: None,
+        in_flight: None,
     }));
     let consumer: Consumer_ = setup
         .consumer
@@ -456,6 +473,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 let c = lock(&core);
                 let timeout = if c.has_work() {
                     Duration::ZERO
+                } else if c.in_flight.is_some() {
+                    IN_FLIGHT_POLL.min(poll_idle)
                 } else {
                     poll_idle
                 };

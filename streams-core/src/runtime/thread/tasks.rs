@@ -343,6 +343,10 @@ impl ThreadCore {
                 since.elapsed().as_secs()
             )));
         }
+        // The commit in flight, if any, ends first: what it committed is where to resume.
+        if let Err(e) = self.wait_in_flight() {
+            tracing::debug!(thread = %self.name, error = %e, "the commit in flight failed too");
+        }
         self.recoveries_in_a_row += 1;
         self.metrics.recoveries += 1;
         tracing::warn!(thread = %self.name, error = %error, ?kind, attempt = self.recoveries_in_a_row,
@@ -393,6 +397,23 @@ impl ThreadCore {
     pub(crate) fn rewind(&mut self, consumer: &Consumer_) -> Result<()> {
         self.rewind_pending = false;
         self.parked.clear();
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 && !self.assigned.is_empty() {
+            // A commit whose answer was lost may still have committed: the group coordinator
+            // knows what did (offsets of pending transactions are not stable until they end).
+            match consumer.committed_offsets(tpl_of(&self.assigned), GROUP_TIMEOUT) {
+                Ok(committed) => {
+                    for e in committed.elements() {
+                        if let Offset::Offset(o) = e.offset() {
+                            self.rewind_to
+                                .insert((e.topic().to_owned(), e.partition()), o);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(thread = %self.name, error = %e, "reading the committed offsets to rewind to; using the last ones this thread committed");
+                }
+            }
+        }
         let mut tpl = TopicPartitionList::new();
         for tp in &self.assigned {
             if let Some(offset) = self.rewind_to.get(tp) {
