@@ -176,26 +176,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         let _ = std::io::stdout().flush();
         kstreams::handlers::StreamThreadExceptionResponse::ShutdownClient
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        streams.start_async().await?;
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let failed = streams.wait_for(|s| matches!(s, State::Error | State::NotRunning));
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = sigterm.recv() => {}
-            _ = failed => {}
+    support::run_until_signal(&streams, Duration::from_secs(300))?;
+    match streams.error() {
+        Some(e) => Err(format!("the application failed: {e}").into()),
+        None => {
+            println!("EOS-TEST-CLIENT-CLOSED");
+            Ok(())
         }
-        streams.close_async(Duration::from_secs(300)).await;
-        match streams.error() {
-            Some(e) => Err(format!("the application failed: {e}").into()),
-            None => {
-                println!("EOS-TEST-CLIENT-CLOSED");
-                Ok(())
-            }
-        }
-    })
+    }
 }

@@ -134,42 +134,28 @@ fn run_on_cluster(args: &Args, bootstrap: &str) -> Result<(), Box<dyn std::error
         topology,
         config(args, 30_000).set("bootstrap.servers", bootstrap),
     )?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        streams.start_async().await?;
-        let mut sigterm =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        let failed = streams.wait_for(|s| matches!(s, State::Error | State::NotRunning));
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-            _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
-            state = failed => tracing::error!(?state, "the application stopped by itself"),
-        }
-        let stopped = streams.close_async(Duration::from_secs(60)).await;
-        let metrics = streams.metrics();
-        let commits: u64 = metrics.threads.iter().map(|t| t.commits).sum();
-        let (commit, wait) = metrics.threads.iter().fold((0.0, 0.0), |(c, w), t| {
-            (
-                c + t.commit_time.as_secs_f64(),
-                w + t.commit_wait_time.as_secs_f64(),
-            )
-        });
-        tracing::info!(
-            processed = metrics.processed(),
-            skipped = metrics.skipped(),
-            commits,
-            commit_s = format!("{commit:.2}"),
-            commit_wait_s = format!("{wait:.2}"),
-            stopped,
-            "closed"
-        );
-        match streams.error() {
-            Some(e) => Err(format!("the application failed: {e}").into()),
-            None => Ok(()),
-        }
-    })
+    let stopped = support::run_until_signal(&streams, Duration::from_secs(60))?;
+    let metrics = streams.metrics();
+    let commits: u64 = metrics.threads.iter().map(|t| t.commits).sum();
+    let (commit, wait) = metrics.threads.iter().fold((0.0, 0.0), |(c, w), t| {
+        (
+            c + t.commit_time.as_secs_f64(),
+            w + t.commit_wait_time.as_secs_f64(),
+        )
+    });
+    tracing::info!(
+        processed = metrics.processed(),
+        skipped = metrics.skipped(),
+        commits,
+        commit_s = format!("{commit:.2}"),
+        commit_wait_s = format!("{wait:.2}"),
+        stopped,
+        "closed"
+    );
+    match streams.error() {
+        Some(e) => Err(format!("the application failed: {e}").into()),
+        None => Ok(()),
+    }
 }
 
 fn create_topics_if_missing(

@@ -149,6 +149,9 @@ fn exactly_once_survives_kill_9_and_lost_state() {
         "all input is in `data`"
     );
     assert!(done.kills >= 3, "the schedule killed instances: {done:?}");
+    if !report.ok() {
+        eprintln!("exactly-once violated: {:#?}", report.problems);
+    }
     assert!(
         report.ok(),
         "exactly-once violated: {:#?}\ninstance output:\n{}",

@@ -38,6 +38,30 @@ pub fn word_count_topology(input: &str, output: &str) -> kstreams::Result<Topolo
     builder.build()
 }
 
+/// Starts `streams` and runs it until SIGINT or SIGTERM, or until it stops by itself, then
+/// closes it gracefully (waiting up to `timeout`). Returns whether it closed in time.
+pub fn run_until_signal(
+    streams: &kstreams::KafkaStreams,
+    timeout: std::time::Duration,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        streams.start_async().await?;
+        let mut sigterm =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let stopped =
+            streams.wait_for(|s| matches!(s, kstreams::State::Error | kstreams::State::NotRunning));
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+            _ = sigterm.recv() => tracing::info!("SIGTERM: shutting down"),
+            state = stopped => tracing::error!(?state, "the application stopped by itself"),
+        }
+        Ok(streams.close_async(timeout).await)
+    })
+}
+
 /// Logs to stderr: `RUST_LOG` if set, else `default`.
 pub fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()

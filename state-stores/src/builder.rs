@@ -136,12 +136,12 @@ impl StoreBuilder {
         self.check_name()?;
         let mut store: Box<dyn KeyValueBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemoryKeyValueStore::new(&self.name)),
-            Backend::RocksDb { path, memory } if self.transactional => Box::new(
-                RocksDbKeyValueStore::open_transactional(&self.name, path, memory)?,
-            ),
-            Backend::RocksDb { path, memory } => {
-                Box::new(RocksDbKeyValueStore::open(&self.name, path, memory)?)
-            }
+            Backend::RocksDb { path, memory } => Box::new(RocksDbKeyValueStore::open_with(
+                self.name.clone(),
+                path.clone(),
+                memory,
+                self.transactional,
+            )?),
         };
         if let Some(changelog) = self.changelog {
             store = Box::new(LoggedKeyValueStore::new(store, changelog));
@@ -168,21 +168,12 @@ impl StoreBuilder {
             .unwrap_or_else(|| crate::rocks::default_segment_interval(retention_ms));
         let mut store: Box<dyn WindowBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemoryWindowStore::new(&self.name, retention_ms)),
-            Backend::RocksDb { path, memory } if self.transactional => {
-                Box::new(RocksDbWindowStore::open_transactional(
-                    &self.name,
-                    path,
-                    memory,
-                    retention_ms,
-                    interval,
-                )?)
-            }
-            Backend::RocksDb { path, memory } => Box::new(RocksDbWindowStore::open(
+            Backend::RocksDb { path, memory } => Box::new(RocksDbWindowStore::open_with(
                 &self.name,
                 path,
                 memory,
-                retention_ms,
-                interval,
+                (retention_ms, interval),
+                self.transactional,
             )?),
         };
         if let Some(changelog) = self.changelog {
@@ -209,21 +200,12 @@ impl StoreBuilder {
             .unwrap_or_else(|| crate::rocks::default_segment_interval(retention_ms));
         let mut store: Box<dyn SessionBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemorySessionStore::new(&self.name, retention_ms)),
-            Backend::RocksDb { path, memory } if self.transactional => {
-                Box::new(RocksDbSessionStore::open_transactional(
-                    &self.name,
-                    path,
-                    memory,
-                    retention_ms,
-                    interval,
-                )?)
-            }
-            Backend::RocksDb { path, memory } => Box::new(RocksDbSessionStore::open(
+            Backend::RocksDb { path, memory } => Box::new(RocksDbSessionStore::open_with(
                 &self.name,
                 path,
                 memory,
-                retention_ms,
-                interval,
+                (retention_ms, interval),
+                self.transactional,
             )?),
         };
         if let Some(changelog) = self.changelog {

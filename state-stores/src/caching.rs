@@ -101,25 +101,14 @@ macro_rules! caching_state_store {
             fn drain_emissions(&mut self) -> Vec<CacheEmission> {
                 std::mem::take(&mut self.emissions)
             }
-            fn prepare_commit(&mut self) -> Result<()> {
-                self.inner.prepare_commit()
-            }
-            fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
-                // The runtime flushed the cache before the transaction committed; writing down
-                // entries now would log them outside it.
-                self.inner.commit(changelog_offset)
-            }
-            fn committed_offset(&self) -> Result<Option<i64>> {
-                self.inner.committed_offset()
-            }
             fn close_dirty(&mut self) -> Result<()> {
                 self.cache.clear();
                 self.emissions.clear();
                 self.inner.close_dirty()
             }
-            fn uncommitted_bytes(&self) -> usize {
-                self.inner.uncommitted_bytes()
-            }
+            // The runtime flushed the cache before the commit started; writing entries down
+            // at the commit would log them outside its transaction.
+            $crate::store::forward_commit!();
         }
     };
 }

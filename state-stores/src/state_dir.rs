@@ -38,6 +38,22 @@ pub fn validate_name(kind: &str, name: &str) -> std::result::Result<(), String> 
     Ok(())
 }
 
+/// Takes the exclusive lock of the file at `path` (created if missing); `None` if another
+/// holder has it.
+fn try_lock(path: &Path) -> Result<Option<File>> {
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(StoreError::io(path, e)),
+    }
+}
+
 /// The state directory of one application.
 #[derive(Debug, Clone)]
 pub struct StateDirectory {
@@ -69,21 +85,13 @@ impl StateDirectory {
         })?;
         let path = self.app_dir.join(task_id);
         std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-        let lock_path = path.join(LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => Ok(TaskDirectory {
+        match try_lock(&path.join(LOCK_FILE))? {
+            Some(lock) => Ok(TaskDirectory {
                 task_id: task_id.to_owned(),
                 path,
                 _lock: lock,
             }),
-            Err(TryLockError::WouldBlock) => Err(StoreError::Locked { dir: path }),
-            Err(TryLockError::Error(e)) => Err(StoreError::io(&lock_path, e)),
+            None => Err(StoreError::Locked { dir: path }),
         }
     }
 
@@ -91,23 +99,12 @@ impl StateDirectory {
     /// earlier instance, or `fresh` (then recorded). Held until the claim is dropped; while
     /// another live instance holds it, this one gets `fresh` and records nothing.
     pub fn claim_process(&self, fresh: &str) -> Result<ProcessClaim> {
-        let lock_path = self.app_dir.join(PROCESS_LOCK_FILE);
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::io(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Ok(ProcessClaim {
-                    id: fresh.to_owned(),
-                    _lock: None,
-                })
-            }
-            Err(TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
-        }
+        let Some(lock) = try_lock(&self.app_dir.join(PROCESS_LOCK_FILE))? else {
+            return Ok(ProcessClaim {
+                id: fresh.to_owned(),
+                _lock: None,
+            });
+        };
         let id_path = self.app_dir.join(PROCESS_ID_FILE);
         let recorded = std::fs::read_to_string(&id_path)
             .ok()

@@ -116,6 +116,26 @@ pub trait StateStore: Send {
     }
 }
 
+/// The commit methods of [`StateStore`] for a layer that hands them to the store below it
+/// (`self.inner`): layers hold no writes back, the store at the bottom does.
+macro_rules! forward_commit {
+    () => {
+        fn prepare_commit(&mut self) -> $crate::error::Result<()> {
+            self.inner.prepare_commit()
+        }
+        fn commit(&mut self, changelog_offset: Option<i64>) -> $crate::error::Result<()> {
+            self.inner.commit(changelog_offset)
+        }
+        fn committed_offset(&self) -> $crate::error::Result<Option<i64>> {
+            self.inner.committed_offset()
+        }
+        fn uncommitted_bytes(&self) -> usize {
+            self.inner.uncommitted_bytes()
+        }
+    };
+}
+pub(crate) use forward_commit;
+
 /// Iterator over key-value pairs in ascending key order.
 pub type KeyValueIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 

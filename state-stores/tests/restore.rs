@@ -58,6 +58,7 @@ fn reopening_after_a_commit_restores_only_the_tail() {
             oracle.insert(k, v);
         }
         store.flush().expect("flush");
+        store.prepare_commit().expect("seal");
         store
             .commit(Some(log.records().len() as i64))
             .expect("commit");
@@ -126,6 +127,7 @@ fn a_crash_leaves_a_transactional_store_at_its_last_commit() {
             .expect("open");
         store.put(b"old", b"1").expect("put");
         store.flush().expect("flush");
+        store.prepare_commit().expect("seal");
         store.commit(Some(1)).expect("commit");
         store.put(b"new", b"7").expect("put");
         store.put(b"old", b"2").expect("put");

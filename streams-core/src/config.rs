@@ -48,10 +48,9 @@ use state_stores::serdes::Serde;
 use crate::embedded::EmbeddedAdmin;
 use crate::error::{Result, StreamsError};
 use crate::handlers::{
-    DeserializationHandler, FailOnProductionError, LogAndContinue, LogAndContinueProcessing,
-    LogAndFail, LogAndFailProcessing, LogAndSkipProductionError, ProcessingHandler,
-    ProductionHandler, SharedDeserializationHandler, SharedProcessingHandler,
-    SharedProductionHandler,
+    DeserializationHandler, FailOnProductionError, LogAndContinue, LogAndFail,
+    LogAndSkipProductionError, ProcessingHandler, ProductionHandler, SharedDeserializationHandler,
+    SharedProcessingHandler, SharedProductionHandler,
 };
 use crate::serde_slot::{DefaultSerdes, ErasedSerde};
 
@@ -316,8 +315,8 @@ impl StreamsConfig {
         let processing: SharedProcessingHandler = match &self.processing_handler {
             Some(h) => h.clone(),
             None => match self.get(PROCESSING_HANDLER).unwrap_or("log-and-fail") {
-                "log-and-fail" => Arc::new(LogAndFailProcessing),
-                "log-and-continue" => Arc::new(LogAndContinueProcessing),
+                "log-and-fail" => Arc::new(LogAndFail),
+                "log-and-continue" => Arc::new(LogAndContinue),
                 other => {
                     return Err(StreamsError::config(
                         PROCESSING_HANDLER,

@@ -22,12 +22,12 @@ pub enum HandlerResponse {
     Fail,
 }
 
-/// Where an unreadable input record came from.
+/// Where a record that could not be read or processed came from.
 #[derive(Debug, Clone)]
 pub struct ErrorContext<'a> {
     /// The task id.
     pub task: &'a str,
-    /// The source node.
+    /// The source node (deserialization), or the processor that failed (processing).
     pub node: &'a str,
     /// Topic, partition and offset.
     pub topic: &'a str,
@@ -49,13 +49,11 @@ pub struct LogAndContinue;
 
 impl DeserializationHandler for LogAndContinue {
     fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> HandlerResponse {
-        tracing::warn!(
-            task = context.task,
-            topic = context.topic,
-            partition = context.partition,
-            offset = context.offset,
-            %error,
-            "skipping a record that cannot be deserialized"
+        log_record_error(
+            tracing::Level::WARN,
+            context,
+            error,
+            "skipping a record that cannot be deserialized",
         );
         HandlerResponse::Continue
     }
@@ -67,13 +65,11 @@ pub struct LogAndFail;
 
 impl DeserializationHandler for LogAndFail {
     fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> HandlerResponse {
-        tracing::error!(
-            task = context.task,
-            topic = context.topic,
-            partition = context.partition,
-            offset = context.offset,
-            %error,
-            "a record cannot be deserialized; failing (set default.deserialization.exception.handler=log-and-continue to skip such records)"
+        log_record_error(
+            tracing::Level::ERROR,
+            context,
+            error,
+            "a record cannot be deserialized; failing (set default.deserialization.exception.handler=log-and-continue to skip such records)",
         );
         HandlerResponse::Fail
     }
@@ -112,65 +108,60 @@ pub type SharedDeserializationHandler = Arc<dyn DeserializationHandler>;
 /// A shared production handler.
 pub type SharedProductionHandler = Arc<dyn ProductionHandler>;
 
-/// Where a record was when a processor failed on it (or panicked).
-#[derive(Debug, Clone)]
-pub struct ProcessingContext<'a> {
-    /// The task id.
-    pub task: &'a str,
-    /// The processor that failed.
-    pub node: &'a str,
-    /// The input topic of the record being processed.
-    pub topic: &'a str,
-    /// Its partition.
-    pub partition: i32,
-    /// Its offset.
-    pub offset: i64,
-}
-
 /// Decides what to do when a processor fails on a record, by returning an error or by
-/// panicking (Kafka Streams' KIP-1033 processing exception handler). A panic in user code is
-/// such a failure too: it never unwinds through the runtime.
+/// panicking (Kafka Streams' KIP-1033 processing exception handler); the context names the
+/// processor that failed. A panic in user code is such a failure too: it never unwinds through
+/// the runtime. The built-ins are [`LogAndFail`] (the default: the stream thread stops and the
+/// uncaught exception handler decides what happens next; nothing of the record is committed)
+/// and [`LogAndContinue`] (log, count and skip the record; outputs the processors forwarded
+/// before the failure stay).
 pub trait ProcessingHandler: Send + Sync {
     /// Called with the record's origin and the error (a panic's message for a panic).
-    fn handle(&self, context: &ProcessingContext<'_>, error: &StreamsError) -> HandlerResponse;
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> HandlerResponse;
 }
 
-/// Fail (the default): the stream thread stops and the uncaught exception handler decides what
-/// happens next. Nothing of the failed record is committed.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogAndFailProcessing;
-
-impl ProcessingHandler for LogAndFailProcessing {
-    fn handle(&self, context: &ProcessingContext<'_>, error: &StreamsError) -> HandlerResponse {
-        tracing::error!(
-            task = context.task,
-            node = context.node,
-            topic = context.topic,
-            partition = context.partition,
-            offset = context.offset,
-            %error,
-            "processing a record failed (set processing.exception.handler=log-and-continue to skip such records)"
+impl ProcessingHandler for LogAndFail {
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> HandlerResponse {
+        log_record_error(
+            tracing::Level::ERROR,
+            context,
+            error,
+            "processing a record failed (set processing.exception.handler=log-and-continue to skip such records)",
         );
         HandlerResponse::Fail
     }
 }
 
-/// Log, count and skip the record. Outputs the processors forwarded before the failure stay.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LogAndContinueProcessing;
-
-impl ProcessingHandler for LogAndContinueProcessing {
-    fn handle(&self, context: &ProcessingContext<'_>, error: &StreamsError) -> HandlerResponse {
-        tracing::warn!(
-            task = context.task,
-            node = context.node,
-            topic = context.topic,
-            partition = context.partition,
-            offset = context.offset,
-            %error,
-            "skipping a record whose processing failed"
+impl ProcessingHandler for LogAndContinue {
+    fn handle(&self, context: &ErrorContext<'_>, error: &StreamsError) -> HandlerResponse {
+        log_record_error(
+            tracing::Level::WARN,
+            context,
+            error,
+            "skipping a record whose processing failed",
         );
         HandlerResponse::Continue
+    }
+}
+
+/// Logs a record-level failure with its coordinates.
+fn log_record_error(
+    level: tracing::Level,
+    context: &ErrorContext<'_>,
+    error: &StreamsError,
+    what: &str,
+) {
+    let ErrorContext {
+        task,
+        node,
+        topic,
+        partition,
+        offset,
+    } = context;
+    if level == tracing::Level::ERROR {
+        tracing::error!(task, node, topic, partition, offset, %error, "{what}");
+    } else {
+        tracing::warn!(task, node, topic, partition, offset, %error, "{what}");
     }
 }
 

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 
 use super::{
-    decode_offset, ensure_dir, restore_write_options, rocks_error, write_options, Reservation,
-    RocksDbMemory, OFFSET_KEY,
+    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, write_options,
+    Reservation, RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
 use crate::overlay::{MergeIter, Overlay};
@@ -73,7 +73,8 @@ impl RocksDbKeyValueStore {
         Self::open_with(name.into(), path.into(), memory, true)
     }
 
-    fn open_with(
+    /// Opens it, transactional or not.
+    pub(crate) fn open_with(
         name: String,
         path: PathBuf,
         memory: &RocksDbMemory,
@@ -166,13 +167,7 @@ impl StateStore for RocksDbKeyValueStore {
     }
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
-            let uncommitted = self.pending.len() + self.sealed.len();
-            if uncommitted > 0 {
-                tracing::warn!(store = %self.name, writes = uncommitted,
-                    "closing with uncommitted writes; they are dropped");
-                self.pending.clear();
-                self.sealed.clear();
-            }
+            drop_uncommitted(&self.name, [&mut self.pending, &mut self.sealed]);
             self.db()?.flush_wal(true).map_err(|e| self.err(e))?;
             self.db = None;
             self._reservation = None;

@@ -255,6 +255,22 @@ pub(crate) fn decode_offset(store: &str, path: &Path, raw: Option<Vec<u8>>) -> R
     }
 }
 
+/// A clean close with writes still held back: they were never committed, so they are dropped
+/// (the runtime closes cleanly only after a commit; this is for other callers).
+pub(crate) fn drop_uncommitted(store: &str, layers: [&mut crate::overlay::Overlay; 2]) {
+    let uncommitted: usize = layers.iter().map(|l| l.len()).sum();
+    if uncommitted > 0 {
+        tracing::warn!(
+            store,
+            writes = uncommitted,
+            "closing with uncommitted writes; they are dropped"
+        );
+        for layer in layers {
+            layer.clear();
+        }
+    }
+}
+
 /// Write options for normal writes: through the WAL, not synced (flush syncs it).
 pub(crate) fn write_options() -> WriteOptions {
     WriteOptions::default()

@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
 
 use super::{
-    decode_offset, ensure_dir, restore_write_options, rocks_error, write_options, Reservation,
-    RocksDbMemory, OFFSET_KEY,
+    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, write_options,
+    Reservation, RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
 use crate::keys;
@@ -451,13 +451,7 @@ impl Segments {
 
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
-            let uncommitted = self.pending.len() + self.sealed.len();
-            if uncommitted > 0 {
-                tracing::warn!(store = %self.name, writes = uncommitted,
-                    "closing with uncommitted writes; they are dropped");
-                self.pending.clear();
-                self.sealed.clear();
-            }
+            drop_uncommitted(&self.name, [&mut self.pending, &mut self.sealed]);
             if !self.transactional {
                 self.persist_observed()?;
             }
@@ -481,118 +475,134 @@ pub fn default_segment_interval(retention_ms: i64) -> i64 {
     (retention_ms / 2).max(60_000)
 }
 
+/// The parts window and session stores share, generated for each: `Debug`, the constructors
+/// and `StateStore`, all on their [`Segments`]. `$kind` names the kind in errors and `$time_of`
+/// extracts the segmenting time from an encoded key.
+macro_rules! segmented_store {
+    ($store:ident, $kind:literal, $open_doc:literal, $time_of:expr) => {
+        impl std::fmt::Debug for $store {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($store))
+                    .field("name", &self.segments.name)
+                    .field("path", &self.segments.path)
+                    .field("segments", &self.segments.live)
+                    .finish()
+            }
+        }
+
+        impl $store {
+            #[doc = $open_doc]
+            pub fn open(
+                name: impl Into<String>,
+                path: impl Into<PathBuf>,
+                memory: &RocksDbMemory,
+                retention_ms: i64,
+                segment_interval_ms: i64,
+            ) -> Result<Self> {
+                Self::open_with(
+                    name,
+                    path,
+                    memory,
+                    (retention_ms, segment_interval_ms),
+                    false,
+                )
+            }
+
+            /// Opens the store in transactional mode: writes (and segment drops) wait until
+            /// [`StateStore::commit`]; see [`crate::rocks`].
+            pub fn open_transactional(
+                name: impl Into<String>,
+                path: impl Into<PathBuf>,
+                memory: &RocksDbMemory,
+                retention_ms: i64,
+                segment_interval_ms: i64,
+            ) -> Result<Self> {
+                Self::open_with(
+                    name,
+                    path,
+                    memory,
+                    (retention_ms, segment_interval_ms),
+                    true,
+                )
+            }
+
+            /// Opens it with `times` = (retention, segment interval), transactional or not.
+            pub(crate) fn open_with(
+                name: impl Into<String>,
+                path: impl Into<PathBuf>,
+                memory: &RocksDbMemory,
+                times: (i64, i64),
+                transactional: bool,
+            ) -> Result<Self> {
+                Ok($store {
+                    segments: Segments::open(
+                        name.into(),
+                        path.into(),
+                        memory,
+                        times,
+                        $time_of,
+                        transactional,
+                    )?,
+                })
+            }
+        }
+
+        impl StateStore for $store {
+            fn name(&self) -> &str {
+                &self.segments.name
+            }
+            fn persistent(&self) -> bool {
+                true
+            }
+            fn flush(&mut self) -> Result<()> {
+                self.segments.flush()
+            }
+            fn close(&mut self) -> Result<()> {
+                self.segments.close()
+            }
+            fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+                self.segments.restore(records, $kind)
+            }
+            fn restore_complete(&mut self) -> Result<()> {
+                self.segments.flush_memtables()
+            }
+            fn prepare_commit(&mut self) -> Result<()> {
+                self.segments.prepare_commit();
+                Ok(())
+            }
+            fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+                self.segments.commit(changelog_offset)
+            }
+            fn committed_offset(&self) -> Result<Option<i64>> {
+                Ok(self.segments.offset)
+            }
+            fn close_dirty(&mut self) -> Result<()> {
+                self.segments.close_dirty();
+                Ok(())
+            }
+            fn uncommitted_bytes(&self) -> usize {
+                self.segments.pending.bytes() + self.segments.sealed.bytes()
+            }
+        }
+    };
+}
+
 /// A persistent window store.
 pub struct RocksDbWindowStore {
     segments: Segments,
 }
 
-impl std::fmt::Debug for RocksDbWindowStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksDbWindowStore")
-            .field("name", &self.segments.name)
-            .field("path", &self.segments.path)
-            .field("segments", &self.segments.live)
-            .finish()
-    }
-}
+segmented_store!(
+    RocksDbWindowStore,
+    "window",
+    "Opens (creating if needed) a window store keeping windows `retention_ms` after their start, in segments of `segment_interval_ms`.",
+    |k| keys::decode_window_key(k).map(|w| w.start)
+);
 
 impl RocksDbWindowStore {
-    /// Opens (creating if needed) a window store keeping windows `retention_ms` after their
-    /// start, in segments of `segment_interval_ms`.
-    pub fn open(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        retention_ms: i64,
-        segment_interval_ms: i64,
-    ) -> Result<Self> {
-        Self::open_with(
-            name,
-            path,
-            memory,
-            (retention_ms, segment_interval_ms),
-            false,
-        )
-    }
-
-    /// Opens the store in transactional mode: writes (and segment drops) wait until
-    /// [`StateStore::commit`]; see [`crate::rocks`].
-    pub fn open_transactional(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        retention_ms: i64,
-        segment_interval_ms: i64,
-    ) -> Result<Self> {
-        Self::open_with(
-            name,
-            path,
-            memory,
-            (retention_ms, segment_interval_ms),
-            true,
-        )
-    }
-
-    fn open_with(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        times: (i64, i64),
-        transactional: bool,
-    ) -> Result<Self> {
-        Ok(RocksDbWindowStore {
-            segments: Segments::open(
-                name.into(),
-                path.into(),
-                memory,
-                times,
-                |k| keys::decode_window_key(k).map(|w| w.start),
-                transactional,
-            )?,
-        })
-    }
-
     /// The number of live segments (column families holding data).
     pub fn segment_count(&self) -> usize {
         self.segments.live.len()
-    }
-}
-
-impl StateStore for RocksDbWindowStore {
-    fn name(&self) -> &str {
-        &self.segments.name
-    }
-    fn persistent(&self) -> bool {
-        true
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.segments.flush()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.segments.close()
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.segments.restore(records, "window")
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        self.segments.flush_memtables()
-    }
-    fn prepare_commit(&mut self) -> Result<()> {
-        self.segments.prepare_commit();
-        Ok(())
-    }
-    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
-        self.segments.commit(changelog_offset)
-    }
-    fn committed_offset(&self) -> Result<Option<i64>> {
-        Ok(self.segments.offset)
-    }
-    fn close_dirty(&mut self) -> Result<()> {
-        self.segments.close_dirty();
-        Ok(())
-    }
-    fn uncommitted_bytes(&self) -> usize {
-        self.segments.pending.bytes() + self.segments.sealed.bytes()
     }
 }
 
@@ -649,110 +659,12 @@ pub struct RocksDbSessionStore {
     segments: Segments,
 }
 
-impl std::fmt::Debug for RocksDbSessionStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RocksDbSessionStore")
-            .field("name", &self.segments.name)
-            .field("path", &self.segments.path)
-            .field("segments", &self.segments.live)
-            .finish()
-    }
-}
-
-impl RocksDbSessionStore {
-    /// Opens (creating if needed) a session store keeping sessions `retention_ms` after they end,
-    /// in segments of `segment_interval_ms`.
-    pub fn open(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        retention_ms: i64,
-        segment_interval_ms: i64,
-    ) -> Result<Self> {
-        Self::open_with(
-            name,
-            path,
-            memory,
-            (retention_ms, segment_interval_ms),
-            false,
-        )
-    }
-
-    /// Opens the store in transactional mode: writes (and segment drops) wait until
-    /// [`StateStore::commit`]; see [`crate::rocks`].
-    pub fn open_transactional(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        retention_ms: i64,
-        segment_interval_ms: i64,
-    ) -> Result<Self> {
-        Self::open_with(
-            name,
-            path,
-            memory,
-            (retention_ms, segment_interval_ms),
-            true,
-        )
-    }
-
-    fn open_with(
-        name: impl Into<String>,
-        path: impl Into<PathBuf>,
-        memory: &RocksDbMemory,
-        times: (i64, i64),
-        transactional: bool,
-    ) -> Result<Self> {
-        Ok(RocksDbSessionStore {
-            segments: Segments::open(
-                name.into(),
-                path.into(),
-                memory,
-                times,
-                |k| keys::decode_session_key(k).map(|s| s.window.end),
-                transactional,
-            )?,
-        })
-    }
-}
-
-impl StateStore for RocksDbSessionStore {
-    fn name(&self) -> &str {
-        &self.segments.name
-    }
-    fn persistent(&self) -> bool {
-        true
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.segments.flush()
-    }
-    fn close(&mut self) -> Result<()> {
-        self.segments.close()
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.segments.restore(records, "session")
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        self.segments.flush_memtables()
-    }
-    fn prepare_commit(&mut self) -> Result<()> {
-        self.segments.prepare_commit();
-        Ok(())
-    }
-    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
-        self.segments.commit(changelog_offset)
-    }
-    fn committed_offset(&self) -> Result<Option<i64>> {
-        Ok(self.segments.offset)
-    }
-    fn close_dirty(&mut self) -> Result<()> {
-        self.segments.close_dirty();
-        Ok(())
-    }
-    fn uncommitted_bytes(&self) -> usize {
-        self.segments.pending.bytes() + self.segments.sealed.bytes()
-    }
-}
+segmented_store!(
+    RocksDbSessionStore,
+    "session",
+    "Opens (creating if needed) a session store keeping sessions `retention_ms` after they end, in segments of `segment_interval_ms`.",
+    |k| keys::decode_session_key(k).map(|s| s.window.end)
+);
 
 impl SessionBytesStore for RocksDbSessionStore {
     fn find_sessions(

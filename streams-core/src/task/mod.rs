@@ -29,8 +29,7 @@ use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
 use crate::collector::{CollectorChangelogSink, RecordCollector};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{
-    ErrorContext, HandlerResponse, ProcessingContext, SharedDeserializationHandler,
-    SharedProcessingHandler,
+    ErrorContext, HandlerResponse, SharedDeserializationHandler, SharedProcessingHandler,
 };
 use crate::processor::{BoxError, PunctuationType};
 use crate::record::{RawRecord, RecordMetadata};
@@ -549,7 +548,7 @@ impl StreamTask {
                             _ => String::new(),
                         },
                     );
-                    let context = ProcessingContext {
+                    let context = ErrorContext {
                         task: &task,
                         node: &node,
                         topic: &topic,
