@@ -22,6 +22,7 @@
 //! | `auto.offset.reset` | `earliest` | where sources start without committed offsets |
 //! | `default.deserialization.exception.handler` | `log-and-fail` | or `log-and-continue` |
 //! | `default.production.exception.handler` | `fail` | or `continue` |
+//! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,6 +39,7 @@ use crate::handlers::{
     SharedProductionHandler,
 };
 use crate::serde_slot::{DefaultSerdes, ErasedSerde};
+use crate::timestamps::{DefaultSource, RawTimestampExtractor, TimestampSettings};
 
 /// `application.id`
 pub const APPLICATION_ID: &str = "application.id";
@@ -68,6 +70,9 @@ pub const DESERIALIZATION_HANDLER: &str = "default.deserialization.exception.han
 /// `default.production.exception.handler`
 pub const PRODUCTION_HANDLER: &str = "default.production.exception.handler";
 
+/// `default.timestamp.extractor`
+pub const DEFAULT_TIMESTAMP_EXTRACTOR: &str = crate::timestamps::DEFAULT_TIMESTAMP_EXTRACTOR;
+
 const KNOWN: &[&str] = &[
     APPLICATION_ID,
     BOOTSTRAP_SERVERS,
@@ -83,6 +88,7 @@ const KNOWN: &[&str] = &[
     AUTO_OFFSET_RESET,
     DESERIALIZATION_HANDLER,
     PRODUCTION_HANDLER,
+    DEFAULT_TIMESTAMP_EXTRACTOR,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -115,6 +121,7 @@ pub struct StreamsConfig {
     default_value_serde: Option<ErasedSerde>,
     deserialization_handler: Option<SharedDeserializationHandler>,
     production_handler: Option<SharedProductionHandler>,
+    timestamp_extractor: Option<Arc<dyn RawTimestampExtractor>>,
     embedded: Option<EmbeddedAdmin>,
 }
 
@@ -176,6 +183,18 @@ impl StreamsConfig {
     /// A custom production handler (overrides the configured one).
     pub fn with_production_handler(mut self, handler: impl ProductionHandler + 'static) -> Self {
         self.production_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes the event time of records from sources without an extractor of their own from
+    /// `extractor` (a function of the topic, the raw record and its partition's time so far)
+    /// instead of the record's timestamp. Negative results follow the policy of
+    /// `default.timestamp.extractor`.
+    pub fn with_default_timestamp_extractor(
+        mut self,
+        extractor: impl RawTimestampExtractor + 'static,
+    ) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
         self
     }
 
@@ -253,6 +272,13 @@ impl StreamsConfig {
                 ))
             }
         };
+        let mut timestamps = match self.get(DEFAULT_TIMESTAMP_EXTRACTOR) {
+            Some(value) => TimestampSettings::parse(value)?,
+            None => TimestampSettings::default(),
+        };
+        if let Some(extractor) = &self.timestamp_extractor {
+            timestamps.source = DefaultSource::Custom(extractor.clone());
+        }
         let prefixed = |prefix: &str| -> BTreeMap<String, String> {
             self.props
                 .iter()
@@ -298,6 +324,7 @@ impl StreamsConfig {
             },
             deserialization,
             production,
+            timestamps,
             embedded: self.embedded.clone(),
             application_id,
         };
@@ -366,6 +393,8 @@ pub struct ResolvedConfig {
     pub deserialization: SharedDeserializationHandler,
     /// The production handler.
     pub production: SharedProductionHandler,
+    /// `default.timestamp.extractor` (and a custom default extractor).
+    pub timestamps: TimestampSettings,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 

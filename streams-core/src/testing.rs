@@ -234,6 +234,7 @@ impl TopologyTestDriver {
             rocksdb: RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?,
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
+            timestamps: config.timestamps.clone(),
             wall_clock_ms: 0,
         };
         let topology = Arc::new(topology);
@@ -383,6 +384,7 @@ impl TopologyTestDriver {
                 acc.processed += t.metrics.processed;
                 acc.skipped += t.metrics.skipped;
                 acc.punctuations += t.metrics.punctuations;
+                acc.dropped_late += t.metrics.dropped_late;
                 acc
             })
     }

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use state_stores::serdes::Serde;
 use streams_core::serde_slot::SerdeSlot;
+use streams_core::timestamps::InvalidTimestampPolicy;
 use streams_core::topology::{OffsetReset, TimestampExtractor};
 
 /// How a source reads its topic.
@@ -16,6 +17,7 @@ pub struct Consumed<K, V> {
     pub(crate) keys: Option<SerdeSlot<K>>,
     pub(crate) values: Option<SerdeSlot<V>>,
     pub(crate) timestamps: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) invalid_timestamps: Option<InvalidTimestampPolicy>,
     pub(crate) offset_reset: Option<OffsetReset>,
     pub(crate) name: Option<String>,
 }
@@ -26,6 +28,7 @@ impl<K, V> Default for Consumed<K, V> {
             keys: None,
             values: None,
             timestamps: None,
+            invalid_timestamps: None,
             offset_reset: None,
             name: None,
         }
@@ -42,12 +45,49 @@ impl<K: 'static, V: 'static> Consumed<K, V> {
         }
     }
 
-    /// Takes event time from `extractor`.
+    /// Takes event time from `extractor` (default: the application's
+    /// `default.timestamp.extractor`, which reads the record's own timestamp):
+    /// [`RecordTimestamp`](streams_core::RecordTimestamp),
+    /// [`WallClockTimestamp`](streams_core::WallClockTimestamp), or any
+    /// `Fn(&Record<K, V>, partition_time) -> i64`. For a table, tombstones keep their record
+    /// timestamp.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// # let builder = StreamsBuilder::new();
+    /// // The event time is the number at the start of the value, in seconds.
+    /// let events = builder.stream::<String, String>(
+    ///     "events",
+    ///     Consumed::with(Serdes::string(), Serdes::string()).with_timestamp_extractor(
+    ///         |r: &streams_core::Record<String, String>, _partition_time: i64| {
+    ///             r.value.split(' ').next().and_then(|s| s.parse::<i64>().ok()).map_or(-1, |s| s * 1000)
+    ///         },
+    ///     ),
+    /// );
+    /// ```
     pub fn with_timestamp_extractor(
         mut self,
         extractor: impl TimestampExtractor<K, V> + 'static,
     ) -> Self {
         self.timestamps = Some(Arc::new(extractor));
+        self
+    }
+
+    /// What to do with records whose event time is negative (default: the policy of the
+    /// application's `default.timestamp.extractor`, which fails).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use streams_core::InvalidTimestampPolicy;
+    /// # let builder = StreamsBuilder::new();
+    /// let events = builder.stream::<String, String>(
+    ///     "events",
+    ///     Consumed::with(Serdes::string(), Serdes::string())
+    ///         .with_invalid_timestamp_policy(InvalidTimestampPolicy::LogAndSkip),
+    /// );
+    /// ```
+    pub fn with_invalid_timestamp_policy(mut self, policy: InvalidTimestampPolicy) -> Self {
+        self.invalid_timestamps = Some(policy);
         self
     }
 

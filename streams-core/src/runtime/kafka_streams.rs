@@ -77,6 +77,11 @@ impl StreamsMetrics {
         self.threads.iter().map(|t| t.skipped).sum()
     }
 
+    /// Records windowed operators dropped as late, by all threads.
+    pub fn dropped_late(&self) -> u64 {
+        self.threads.iter().map(|t| t.dropped_late).sum()
+    }
+
     /// Changelog records restored by all threads.
     pub fn restored(&self) -> u64 {
         self.threads.iter().map(|t| t.restored).sum()
@@ -351,6 +356,7 @@ impl KafkaStreams {
             // The record cache budget is shared out among the threads.
             cache: CacheBudget::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
             deserialization: c.deserialization.clone(),
+            timestamps: c.timestamps.clone(),
             wall_clock_ms: 0,
         };
         Ok(ThreadSetup {

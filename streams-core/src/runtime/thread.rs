@@ -70,6 +70,8 @@ pub struct ThreadMetrics {
     pub production_skipped: u64,
     /// Tasks currently owned.
     pub tasks: u64,
+    /// Records windowed operators dropped because their window had closed.
+    pub dropped_late: u64,
 }
 
 /// The part of a thread that rebalance callbacks reach.
@@ -272,6 +274,7 @@ impl ThreadCore {
             live.processed += task.metrics.processed;
             live.skipped += task.metrics.skipped;
             live.punctuations += task.metrics.punctuations;
+            live.dropped_late += task.metrics.dropped_late;
         }
         *self
             .shared_metrics
@@ -371,6 +374,7 @@ impl ThreadCore {
         self.metrics.processed += task.metrics.processed;
         self.metrics.skipped += task.metrics.skipped;
         self.metrics.punctuations += task.metrics.punctuations;
+        self.metrics.dropped_late += task.metrics.dropped_late;
         let wipe = !clean && self.guarantee == ProcessingGuarantee::ExactlyOnceV2;
         task.close()?;
         if wipe {
