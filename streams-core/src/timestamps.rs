@@ -127,9 +127,10 @@ impl TimestampSettings {
             "log-and-skip-on-invalid-timestamp" | "LogAndSkipOnInvalidTimestamp" => {
                 (DefaultSource::Record, InvalidTimestampPolicy::LogAndSkip)
             }
-            "use-partition-time-on-invalid-timestamp" | "UsePartitionTimeOnInvalidTimestamp" => {
-                (DefaultSource::Record, InvalidTimestampPolicy::UsePartitionTime)
-            }
+            "use-partition-time-on-invalid-timestamp" | "UsePartitionTimeOnInvalidTimestamp" => (
+                DefaultSource::Record,
+                InvalidTimestampPolicy::UsePartitionTime,
+            ),
             "wall-clock" | "WallclockTimestampExtractor" => {
                 (DefaultSource::WallClock, InvalidTimestampPolicy::Fail)
             }

@@ -6,8 +6,8 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use streams_core::error::Result;
-use streams_core::serde_slot::SerdeSlot;
 use streams_core::record::Record;
+use streams_core::serde_slot::SerdeSlot;
 use streams_core::topology::{SourceSpec, StoreDef, TimestampExtractor, Topology, TopologyBuilder};
 
 use crate::graph::{Graph, NodeKind};

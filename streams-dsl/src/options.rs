@@ -242,6 +242,7 @@ pub struct Materialized<K, V> {
     pub(crate) persistent: bool,
     pub(crate) caching: bool,
     pub(crate) logging: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -253,6 +254,7 @@ impl<K, V> Default for Materialized<K, V> {
             persistent: true,
             caching: true,
             logging: true,
+            retention: None,
         }
     }
 }
@@ -309,6 +311,26 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// Turns the changelog on (the default) or off.
     pub fn with_logging(mut self, enabled: bool) -> Self {
         self.logging = enabled;
+        self
+    }
+
+    /// For window and session stores: how long windows are kept (queryable, and in the
+    /// changelog, which keeps them a day longer). At least the window size plus the grace period
+    /// (the inactivity gap plus the grace period for sessions, twice the time difference plus the
+    /// grace period for sliding windows); that minimum is the default.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// # let builder = StreamsBuilder::new();
+    /// # let clicks = builder.stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()));
+    /// let per_minute = clicks
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count(Materialized::as_("clicks-per-minute").with_retention(Duration::from_secs(24 * 3600)));
+    /// ```
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 }

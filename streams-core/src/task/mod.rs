@@ -412,14 +412,20 @@ impl StreamTask {
             Ok(record) => record,
             Err(error) => {
                 let (what, error) = match error {
-                    DecodeError::Key(e) => ("key", StreamsError::Serde {
-                        location: format!("the key of {topic}-{partition}@{offset}"),
-                        source: e,
-                    }),
-                    DecodeError::Value(e) => ("value", StreamsError::Serde {
-                        location: format!("the value of {topic}-{partition}@{offset}"),
-                        source: e,
-                    }),
+                    DecodeError::Key(e) => (
+                        "key",
+                        StreamsError::Serde {
+                            location: format!("the key of {topic}-{partition}@{offset}"),
+                            source: e,
+                        },
+                    ),
+                    DecodeError::Value(e) => (
+                        "value",
+                        StreamsError::Serde {
+                            location: format!("the value of {topic}-{partition}@{offset}"),
+                            source: e,
+                        },
+                    ),
                 };
                 let task = self.id.to_string();
                 let context = ErrorContext {
