@@ -114,9 +114,6 @@ struct WindowedAggregation<K, VA> {
     default_values: SerdeSlot<VA>,
     /// What `Materialized::with_retention` must at least be, and what the store keeps by default.
     min_retention: i64,
-    /// Extra milliseconds the store keeps beyond the retention, so windows the algorithm can
-    /// still reach sit inside the store's retention floor on their last millisecond.
-    retention_slack: i64,
     session: bool,
     /// The result key's serde, from the record key's.
     windowed_keys: WindowedKeys<K>,
@@ -163,7 +160,7 @@ where
         }
         None => agg.min_retention,
     };
-    let store_retention = retention.saturating_add(agg.retention_slack);
+    let store_retention = retention;
     let keys = m.keys.clone().unwrap_or_else(|| grouped.keys.clone());
     let values = m.values.clone().unwrap_or(agg.default_values);
     let kind = if agg.session {
@@ -199,10 +196,12 @@ where
     }
     let on_close = agg.emit == EmitStrategy::OnWindowClose;
     if m.caching {
-        def = def.with_caching().with_emit(if on_close {
-            EmitMode::None
-        } else {
-            EmitMode::New
+        // Sessions are deleted when they merge: the cache must report the old value so the
+        // deletion of a session it wrote down before reaches downstream.
+        def = def.with_caching().with_emit(match (on_close, agg.session) {
+            (true, _) => EmitMode::None,
+            (false, true) => EmitMode::NewAndOld,
+            (false, false) => EmitMode::New,
         });
     }
     if !m.logging {
@@ -301,50 +300,41 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     ) -> KTable<Windowed<K>, VA> {
         let kind = self.kind;
         let length = kind.length();
-        let (min_retention, slack, what, prefix) = match kind {
-            TimeWindowKind::Time(w) => {
-                if let Err(e) = w.validate() {
-                    self.grouped
-                        .graph
-                        .borrow_mut()
-                        .defer_error(streams_core::StreamsError::config("TimeWindows", e));
-                }
-                (
-                    w.size_ms().saturating_add(w.grace_ms()),
-                    0,
-                    "the window size plus the grace period",
-                    "KSTREAM-AGGREGATE-",
-                )
-            }
+        let problem = match kind {
+            TimeWindowKind::Time(w) => w.validate().err().map(|e| ("TimeWindows", e)),
+            TimeWindowKind::Sliding(w) if w.time_difference_ms() < 1 => Some((
+                "SlidingWindows",
+                "the time difference must be at least 1 ms".to_owned(),
+            )),
+            TimeWindowKind::Sliding(_) => None,
+        };
+        if let Some((what, reason)) = problem {
+            self.grouped
+                .graph
+                .borrow_mut()
+                .defer_error(streams_core::StreamsError::config(what, reason));
+        }
+        let (min_retention, what) = match kind {
+            TimeWindowKind::Time(w) => (
+                w.size_ms().saturating_add(w.grace_ms()),
+                "the window size plus the grace period",
+            ),
             TimeWindowKind::Sliding(w) => (
-                {
-                    if w.time_difference_ms() < 1 {
-                        self.grouped.graph.borrow_mut().defer_error(
-                            streams_core::StreamsError::config(
-                                "SlidingWindows",
-                                "the time difference must be at least 1 ms",
-                            ),
-                        );
-                    }
-                    w.time_difference_ms()
-                }
-                .saturating_mul(2)
-                .saturating_add(w.grace_ms()),
-                0,
+                w.time_difference_ms()
+                    .saturating_mul(2)
+                    .saturating_add(w.grace_ms()),
                 "twice the time difference plus the grace period",
-                "KSTREAM-AGGREGATE-",
             ),
         };
         let emit = self.emit;
         add_windowed(
             &self.grouped,
             WindowedAggregation {
-                processor_prefix: prefix,
+                processor_prefix: "KSTREAM-AGGREGATE-",
                 store_prefix: "KSTREAM-AGGREGATE-STATE-STORE-",
                 materialized,
                 default_values,
                 min_retention,
-                retention_slack: slack,
                 session: false,
                 windowed_keys: Arc::new(move |s| {
                     Arc::new(WindowedSerdes::time_windowed_ms(s, length))
@@ -538,7 +528,6 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 min_retention: windows
                     .inactivity_gap_ms()
                     .saturating_add(windows.grace_ms()),
-                retention_slack: 0,
                 session: true,
                 windowed_keys: Arc::new(|s| Arc::new(WindowedSerdes::session_windowed(s))),
                 suppress_grace: windows
