@@ -38,13 +38,13 @@ fn row(key: &str, count: i64, ts: i64) -> (String, Option<i64>, i64) {
 }
 
 /// Builds `windowed(grouped clicks)` -> `out` as `key@start/end` strings, and a driver.
+type In = streams_core::testing::TestInputTopic<String, String>;
+type Out = TestOutputTopic<String, Option<i64>>;
+type CountTable = KTable<Windowed<String>, i64>;
+
 fn run(
-    windowed: impl FnOnce(KGroupedStream<String, String>) -> KTable<Windowed<String>, i64>,
-) -> streams_core::Result<(
-    TopologyTestDriver,
-    streams_core::testing::TestInputTopic<String, String>,
-    TestOutputTopic<String, Option<i64>>,
-)> {
+    windowed: impl FnOnce(KGroupedStream<String, String>) -> CountTable,
+) -> streams_core::Result<(TopologyTestDriver, In, Out)> {
     let builder = StreamsBuilder::new();
     let grouped = builder
         .stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()))
@@ -534,7 +534,8 @@ fn a_retention_below_size_plus_grace_is_an_error_naming_the_setting() {
 
 #[test]
 fn invalid_windows_are_errors_at_build_time() {
-    let cases: Vec<Box<dyn Fn(KGroupedStream<String, String>)>> = vec![
+    type Case = Box<dyn Fn(KGroupedStream<String, String>)>;
+    let cases: Vec<Case> = vec![
         Box::new(|g| {
             g.windowed_by(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(20)))
                 .count(Materialized::default());
