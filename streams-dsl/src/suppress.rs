@@ -4,7 +4,11 @@
 //! [`KTable::suppress`] with [`Suppressed::until_window_closes`] buffers the latest update of
 //! every window and emits it when stream time (the task's) passes the window's end plus the grace
 //! period of the windowed aggregation upstream (for sessions: plus the inactivity gap), as Kafka
-//! Streams' `Suppressed.untilWindowCloses`. Emitted records are `Change`s with the final value
+//! Streams' `Suppressed.untilWindowCloses`: for time windows when `end + grace <= stream time`;
+//! for sliding and session windows, whose ends are inclusive, when `end + grace < stream time`,
+//! which is when their aggregations stop updating them (Kafka Streams' buffer emits those one
+//! millisecond of stream time earlier, and can then emit a window a second time when a record
+//! on that last millisecond updates it). Emitted records are `Change`s with the final value
 //! and no old value, stamped with the timestamp of the update that was buffered; deletions are
 //! never emitted (a deleted window has no final result).
 //!
@@ -190,19 +194,40 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
             .ok_or_else(|| format!("store `{}` used before init", self.store_name).into())
     }
 
-    /// Emits and removes every buffered window ending at or before `expiry`.
+    /// Whether a window ending at `end` is closed when stream time minus the grace is `at`: its
+    /// end has passed (`end < at` for inclusive ends, `end <= at` for exclusive ones), which is
+    /// when the aggregation upstream stops updating it.
+    fn is_closed(&self, end: i64, at: i64) -> bool {
+        if self.inclusive_end {
+            end < at
+        } else {
+            end <= at
+        }
+    }
+
+    /// Emits and removes every buffered window that is closed at `expiry`.
     fn evict(
         &mut self,
         expiry: i64,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
     ) -> ProcessorResult {
-        if self.ends.first().is_none_or(|end| *end > expiry) {
+        if self
+            .ends
+            .first()
+            .is_none_or(|end| !self.is_closed(*end, expiry))
+        {
             return Ok(());
         }
+        // The first window end that is still open.
+        let first_open = if self.inclusive_end {
+            Some(expiry)
+        } else {
+            expiry.checked_add(1)
+        };
         let lower = [ENTRY];
-        let upper = match expiry.checked_add(1) {
+        let upper = match first_open {
             // No entry key equals this bound: entry keys continue with the windowed key.
-            Some(next) => [&[ENTRY][..], &encode_time(next)].concat(),
+            Some(open) => [&[ENTRY][..], &encode_time(open)].concat(),
             None => vec![ENTRY + 1],
         };
         let store = self.store()?;
@@ -223,7 +248,10 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
         let emitted_through = self.emitted_through.max(expiry);
         store.put(&BufferKey::Meta, &BufferValue::Meta(emitted_through))?;
         self.emitted_through = emitted_through;
-        self.ends = self.ends.split_off(&expiry.saturating_add(1));
+        self.ends = match first_open {
+            Some(open) => self.ends.split_off(&open),
+            None => BTreeSet::new(),
+        };
         Ok(())
     }
 }
@@ -255,14 +283,10 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
     ) -> ProcessorResult {
         let end = r.key.window.end;
-        // An update of a window the aggregation upstream already considers closed at the time
-        // emitted through: that window was emitted (or had no update in time).
-        let closed = if self.inclusive_end {
-            end < self.emitted_through
-        } else {
-            end <= self.emitted_through
-        };
-        if closed {
+        // An update of a window that was closed when the buffer last emitted: it was emitted
+        // then (or had no update in time). Only possible while stream time catches up after a
+        // restart: the aggregation upstream drops records for closed windows.
+        if self.is_closed(end, self.emitted_through) {
             ctx.record_dropped_late();
             tracing::debug!(store = %self.store_name, window_start = r.key.window.start, window_end = end,
                 emitted_through = self.emitted_through, "dropping an update of a window already emitted");

@@ -114,6 +114,8 @@ struct WindowedAggregation<K, VA> {
     default_values: SerdeSlot<VA>,
     /// What `Materialized::with_retention` must at least be, and what the store keeps by default.
     min_retention: i64,
+    /// Milliseconds the store keeps beyond the retention (see the sliding windows' use).
+    retention_slack: i64,
     session: bool,
     /// The result key's serde, from the record key's.
     windowed_keys: WindowedKeys<K>,
@@ -160,7 +162,7 @@ where
         }
         None => agg.min_retention,
     };
-    let store_retention = retention;
+    let store_retention = retention.saturating_add(agg.retention_slack);
     let keys = m.keys.clone().unwrap_or_else(|| grouped.keys.clone());
     let values = m.values.clone().unwrap_or(agg.default_values);
     let kind = if agg.session {
@@ -335,6 +337,16 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 materialized,
                 default_values,
                 min_retention,
+                // A sliding window store's retention counts from its newest window start, which
+                // can be a millisecond past stream time (a right window). With exactly twice the
+                // time difference plus grace, the window a record copies its left window's
+                // aggregate from can expire a millisecond or two early (it does in Kafka
+                // Streams); 2 ms more keep every window a record can still reach.
+                retention_slack: if matches!(kind, TimeWindowKind::Sliding(_)) {
+                    2
+                } else {
+                    0
+                },
                 session: false,
                 windowed_keys: Arc::new(move |s| {
                     Arc::new(WindowedSerdes::time_windowed_ms(s, length))
@@ -528,6 +540,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 min_retention: windows
                     .inactivity_gap_ms()
                     .saturating_add(windows.grace_ms()),
+                retention_slack: 0,
                 session: true,
                 windowed_keys: Arc::new(|s| Arc::new(WindowedSerdes::session_windowed(s))),
                 suppress_grace: windows
