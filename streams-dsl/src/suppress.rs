@@ -13,11 +13,13 @@
 //! never emitted (a deleted window has no final result).
 //!
 //! The buffer is a changelogged key-value store, ordered by window end. Emitting a window and
-//! removing it from the buffer happen in the same task step, and the buffer also records the
-//! stream time up to which it has emitted, so under `exactly_once_v2` each window's final result
-//! is emitted exactly once across commits, restarts and rebalances: an update that arrives for a
-//! window already emitted (possible after a restart, while stream time catches up again) is
-//! dropped and counted as late instead of being emitted a second time.
+//! removing it from the buffer happen in the same task step, so under `exactly_once_v2` each
+//! window's final result is emitted exactly once across commits, restarts and rebalances: the
+//! buffer restores to the last commit, and the windowed aggregation upstream, which keeps its
+//! stream time with its windows, drops records for windows that had closed, so no update reaches
+//! a window emitted before. An update may reach the buffer after its window closed (a cached
+//! aggregation forwards at commit time): it is buffered and emitted at once, as Kafka Streams
+//! does.
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -79,38 +81,31 @@ impl<K> Suppressed<K> {
     }
 }
 
-/// A buffer key: the metadata entry, or a window's entry ordered by window end.
-enum BufferKey<K> {
-    Meta,
-    Entry { time: i64, key: Windowed<K> },
+/// A buffer key: a window's entry, ordered by window end.
+struct BufferKey<K> {
+    time: i64,
+    key: Windowed<K>,
 }
 
-const META: u8 = 0;
+/// The first byte of every entry key (room for other kinds of entries later).
 const ENTRY: u8 = 1;
 
 struct BufferKeySerde<K>(Arc<dyn Serde<Windowed<K>>>);
 
 impl<K: 'static> Serde<BufferKey<K>> for BufferKeySerde<K> {
     fn serialize_into(&self, value: &BufferKey<K>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        match value {
-            BufferKey::Meta => out.push(META),
-            BufferKey::Entry { time, key } => {
-                out.push(ENTRY);
-                out.extend_from_slice(&encode_time(*time));
-                self.0.serialize_into(key, out)?;
-            }
-        }
-        Ok(())
+        out.push(ENTRY);
+        out.extend_from_slice(&encode_time(value.time));
+        self.0.serialize_into(&value.key, out)
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<BufferKey<K>, SerdeError> {
         match bytes.split_first() {
-            Some((&META, [])) => Ok(BufferKey::Meta),
             Some((&ENTRY, rest)) if rest.len() >= 8 => {
                 let (time, key) = rest.split_at(8);
                 let mut array = [0u8; 8];
                 array.copy_from_slice(time);
-                Ok(BufferKey::Entry {
+                Ok(BufferKey {
                     time: decode_time(array),
                     key: self.0.deserialize(key)?,
                 })
@@ -123,28 +118,19 @@ impl<K: 'static> Serde<BufferKey<K>> for BufferKeySerde<K> {
     }
 }
 
-/// A buffer value: the stream time emitted through, or a window's latest update.
-enum BufferValue<V> {
-    Meta(i64),
-    Entry { timestamp: i64, value: V },
+/// A buffer value: a window's latest update and its timestamp.
+struct BufferValue<V> {
+    timestamp: i64,
+    value: V,
 }
 
 struct BufferValueSerde<V>(Arc<dyn Serde<V>>);
 
 impl<V: 'static> Serde<BufferValue<V>> for BufferValueSerde<V> {
     fn serialize_into(&self, value: &BufferValue<V>, out: &mut Vec<u8>) -> Result<(), SerdeError> {
-        match value {
-            BufferValue::Meta(time) => {
-                out.push(META);
-                out.extend_from_slice(&time.to_be_bytes());
-            }
-            BufferValue::Entry { timestamp, value } => {
-                out.push(ENTRY);
-                out.extend_from_slice(&timestamp.to_be_bytes());
-                self.0.serialize_into(value, out)?;
-            }
-        }
-        Ok(())
+        out.push(ENTRY);
+        out.extend_from_slice(&value.timestamp.to_be_bytes());
+        self.0.serialize_into(&value.value, out)
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<BufferValue<V>, SerdeError> {
@@ -163,8 +149,7 @@ impl<V: 'static> Serde<BufferValue<V>> for BufferValueSerde<V> {
         array.copy_from_slice(time);
         let time = i64::from_be_bytes(array);
         match tag {
-            META if value.is_empty() => Ok(BufferValue::Meta(time)),
-            ENTRY => Ok(BufferValue::Entry {
+            ENTRY => Ok(BufferValue {
                 timestamp: time,
                 value: self.0.deserialize(value)?,
             }),
@@ -181,8 +166,6 @@ struct SuppressProcessor<K, V> {
     /// Whether window ends are inclusive (sliding and session windows).
     inclusive_end: bool,
     store: Option<KeyValueStore<BufferKey<K>, BufferValue<V>>>,
-    /// Every window ending at or before this has been emitted.
-    emitted_through: i64,
     /// Window ends present in the buffer (a superset: deletions leave theirs).
     ends: BTreeSet<i64>,
 }
@@ -232,22 +215,13 @@ impl<K: Data, V: Data> SuppressProcessor<K, V> {
         };
         let store = self.store()?;
         for (key, value) in store.range_bytes(Some(&lower), Some(&upper))? {
-            if let (
-                BufferKey::Entry { key: windowed, .. },
-                BufferValue::Entry { timestamp, value },
-            ) = (&key, value)
-            {
-                ctx.forward(Record::new(
-                    windowed.clone(),
-                    Change::new(Some(value), None),
-                    timestamp,
-                ))?;
-            }
+            ctx.forward(Record::new(
+                key.key.clone(),
+                Change::new(Some(value.value), None),
+                value.timestamp,
+            ))?;
             store.delete(&key)?;
         }
-        let emitted_through = self.emitted_through.max(expiry);
-        store.put(&BufferKey::Meta, &BufferValue::Meta(emitted_through))?;
-        self.emitted_through = emitted_through;
         self.ends = match first_open {
             Some(open) => self.ends.split_off(&open),
             None => BTreeSet::new(),
@@ -262,16 +236,10 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>) -> ProcessorResult {
         let store: KeyValueStore<BufferKey<K>, BufferValue<V>> =
             ctx.key_value_store(&self.store_name)?;
-        if let Some(BufferValue::Meta(time)) = store.get(&BufferKey::Meta)? {
-            self.emitted_through = time;
-        }
         self.ends = store
             .range_bytes(Some(&[ENTRY]), Some(&[ENTRY + 1]))?
             .into_iter()
-            .filter_map(|(key, _)| match key {
-                BufferKey::Entry { time, .. } => Some(time),
-                BufferKey::Meta => None,
-            })
+            .map(|(key, _)| key.time)
             .collect();
         self.store = Some(store);
         Ok(())
@@ -283,16 +251,7 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<V>>,
     ) -> ProcessorResult {
         let end = r.key.window.end;
-        // An update of a window that was closed when the buffer last emitted: it was emitted
-        // then (or had no update in time). Only possible while stream time catches up after a
-        // restart: the aggregation upstream drops records for closed windows.
-        if self.is_closed(end, self.emitted_through) {
-            ctx.record_dropped_late();
-            tracing::debug!(store = %self.store_name, window_start = r.key.window.start, window_end = end,
-                emitted_through = self.emitted_through, "dropping an update of a window already emitted");
-            return Ok(());
-        }
-        let key = BufferKey::Entry {
+        let key = BufferKey {
             time: end,
             key: r.key,
         };
@@ -300,7 +259,7 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
             Some(value) => {
                 self.store()?.put(
                     &key,
-                    &BufferValue::Entry {
+                    &BufferValue {
                         timestamp: r.timestamp,
                         value,
                     },
@@ -404,7 +363,6 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 grace: closing.grace,
                 inclusive_end: closing.inclusive_end,
                 store: None,
-                emitted_through: i64::MIN,
                 ends: BTreeSet::new(),
             }),
             changes_key: false,

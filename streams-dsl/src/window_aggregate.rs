@@ -16,11 +16,11 @@
 //! [`EmitStrategy::OnWindowClose`] nothing is forwarded until a window closes, and then its
 //! final value once: the windows that closed are read from the store when stream time closes
 //! them, before the record that closed them is aggregated, so a window never expires from the
-//! store before it is emitted. The close time of the last emission is kept in a small
-//! changelogged store next to the window store; it survives restarts and rebalances with the
-//! same transaction as the output, so each window is emitted exactly once under
-//! `exactly_once_v2`, and records for windows already emitted are dropped as late even if the
-//! task's stream time restarted lower.
+//! store before it is emitted. The close time of the last emission and the largest stream time
+//! seen are kept in a small changelogged store next to the window store; they survive restarts
+//! and rebalances in the same transaction as the output, so each window is emitted exactly once
+//! under `exactly_once_v2`, and a record for a window that had closed is dropped as late even if
+//! the task's stream time restarted lower.
 //!
 //! A result's timestamp is the largest timestamp of the records in its window (sessions: the
 //! session end).
@@ -250,39 +250,90 @@ impl<K: Data, VA: Data> WindowTable<K, VA> {
     }
 }
 
+/// The times a windowed processor keeps in its small changelogged store next to the windows:
+/// the largest stream time it has seen and, with emit-on-close, the close time of its last
+/// emission. A restarted task's stream time starts again from its first record; with these, a
+/// record for a window that had closed before the restart is still dropped as late, and a window
+/// emitted before is never emitted again.
+pub(crate) struct WindowClock {
+    store_name: String,
+    state: Option<KeyValueStore<String, i64>>,
+    stream_time: i64,
+    last_close: i64,
+}
+
+const LAST_CLOSE_KEY: &str = "last-emitted-close-time";
+const STREAM_TIME_KEY: &str = "stream-time";
+
+impl WindowClock {
+    pub(crate) fn new(store_name: String) -> Self {
+        WindowClock {
+            store_name,
+            state: None,
+            stream_time: i64::MIN,
+            last_close: i64::MIN,
+        }
+    }
+
+    fn init<KO, VO>(&mut self, ctx: &ProcessorContext<'_, KO, VO>) -> ProcessorResult {
+        let state: KeyValueStore<String, i64> = ctx.key_value_store(&self.store_name)?;
+        self.last_close = state.get(&LAST_CLOSE_KEY.to_owned())?.unwrap_or(i64::MIN);
+        self.stream_time = state.get(&STREAM_TIME_KEY.to_owned())?.unwrap_or(i64::MIN);
+        self.state = Some(state);
+        Ok(())
+    }
+
+    fn state(&self) -> Result<&KeyValueStore<String, i64>, BoxError> {
+        self.state
+            .as_ref()
+            .ok_or_else(|| used_before_init(&self.store_name))
+    }
+
+    /// The stream time to judge lateness by: the task's (`task_stream_time`, this record
+    /// included), but never below what this processor saw before a restart.
+    fn observe(&mut self, task_stream_time: i64) -> ProcessorResult<i64> {
+        if task_stream_time > self.stream_time {
+            self.stream_time = task_stream_time;
+            // A cached store: one changelog record per commit, in the commit's transaction.
+            self.state()?
+                .put(&STREAM_TIME_KEY.to_owned(), &task_stream_time)?;
+        }
+        Ok(self.stream_time)
+    }
+
+    /// The close time of the last emission; `i64::MIN` before the first.
+    fn last_close(&self) -> i64 {
+        self.last_close
+    }
+
+    fn emitted(&mut self, close: i64) -> ProcessorResult {
+        self.last_close = close;
+        self.state()?.put(&LAST_CLOSE_KEY.to_owned(), &close)?;
+        Ok(())
+    }
+}
+
 /// Emits each window's final value once, when it closes; see the [module docs](self).
 pub(crate) struct FinalEmitter {
-    state_store: String,
-    state: Option<KeyValueStore<String, i64>>,
-    /// The close time of the last emission; `i64::MIN` before the first.
-    last_close: i64,
     /// Ends of the windows in the store not yet emitted.
     pending_ends: BTreeSet<i64>,
 }
 
-const LAST_CLOSE_KEY: &str = "last-emitted-close-time";
-
 impl FinalEmitter {
-    pub(crate) fn new(state_store: String) -> Self {
+    pub(crate) fn new() -> Self {
         FinalEmitter {
-            state_store,
-            state: None,
-            last_close: i64::MIN,
             pending_ends: BTreeSet::new(),
         }
     }
 
-    /// Restores the last close time and finds the windows still to emit.
+    /// Finds the windows still to emit.
     fn init<K: Data, VA: Data>(
         &mut self,
         kind: &TimeWindowKind,
         table: &WindowTable<K, VA>,
-        ctx: &ProcessorContext<'_, Windowed<K>, Change<VA>>,
+        clock: &WindowClock,
     ) -> ProcessorResult {
-        let state: KeyValueStore<String, i64> = ctx.key_value_store(&self.state_store)?;
-        self.last_close = state.get(&LAST_CLOSE_KEY.to_owned())?.unwrap_or(i64::MIN);
-        self.state = Some(state);
-        let lower = self.lower_start(kind);
+        let lower = Self::lower_start(kind, clock.last_close());
         self.pending_ends = table
             .store()?
             .fetch_all(lower, i64::MAX)?
@@ -292,17 +343,13 @@ impl FinalEmitter {
         Ok(())
     }
 
-    fn lower_start(&self, kind: &TimeWindowKind) -> i64 {
-        if self.last_close == i64::MIN {
+    /// The first window start not emitted at `last_close`.
+    fn lower_start(kind: &TimeWindowKind, last_close: i64) -> i64 {
+        if last_close == i64::MIN {
             i64::MIN
         } else {
-            kind.last_closed_start(self.last_close).saturating_add(1)
+            kind.last_closed_start(last_close).saturating_add(1)
         }
-    }
-
-    /// Windows that closed before are closed for good, whatever stream time says now.
-    fn close_time(&self, close: i64) -> i64 {
-        close.max(self.last_close)
     }
 
     fn note_window(&mut self, end: i64) {
@@ -315,6 +362,7 @@ impl FinalEmitter {
         close: i64,
         kind: &TimeWindowKind,
         table: &WindowTable<K, VA>,
+        clock: &mut WindowClock,
         headers: &Headers,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
     ) -> ProcessorResult {
@@ -322,7 +370,7 @@ impl FinalEmitter {
             Some(end) if kind.is_closed(*end, close) => {}
             _ => return Ok(()),
         }
-        let lower = self.lower_start(kind);
+        let lower = Self::lower_start(kind, clock.last_close());
         let upper = kind.last_closed_start(close);
         for (key, start, value) in table.store()?.fetch_all(lower, upper)? {
             ctx.forward(Record {
@@ -332,12 +380,7 @@ impl FinalEmitter {
                 headers: headers.clone(),
             })?;
         }
-        self.last_close = close;
-        let state = self
-            .state
-            .as_ref()
-            .ok_or_else(|| used_before_init(&self.state_store))?;
-        state.put(&LAST_CLOSE_KEY.to_owned(), &close)?;
+        clock.emitted(close)?;
         self.pending_ends = match kind {
             TimeWindowKind::Time(_) => self.pending_ends.split_off(&close.saturating_add(1)),
             TimeWindowKind::Sliding(_) => self.pending_ends.split_off(&close),
@@ -362,6 +405,7 @@ pub(crate) struct TimeWindowAggregate<K, V, VA> {
     pub(crate) windows: TimeWindows,
     pub(crate) adder: Adder<K, V, VA>,
     pub(crate) table: WindowTable<K, VA>,
+    pub(crate) clock: WindowClock,
     pub(crate) emitter: Option<FinalEmitter>,
 }
 
@@ -370,8 +414,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> ProcessorResult {
         self.table.init(ctx)?;
+        self.clock.init(ctx)?;
         if let Some(emitter) = &mut self.emitter {
-            emitter.init(&TimeWindowKind::Time(self.windows), &self.table, ctx)?;
+            emitter.init(
+                &TimeWindowKind::Time(self.windows),
+                &self.table,
+                &self.clock,
+            )?;
         }
         Ok(())
     }
@@ -386,14 +435,12 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             return Ok(());
         }
         let t = r.timestamp;
-        let mut close = ctx
-            .stream_time()
-            .max(t)
-            .saturating_sub(self.windows.grace_ms());
+        let stream_time = self.clock.observe(ctx.stream_time().max(t))?;
+        let mut close = stream_time.saturating_sub(self.windows.grace_ms());
         let kind = TimeWindowKind::Time(self.windows);
         if let Some(emitter) = &mut self.emitter {
-            close = emitter.close_time(close);
-            emitter.emit_closed(close, &kind, &self.table, &r.headers, ctx)?;
+            close = close.max(self.clock.last_close());
+            emitter.emit_closed(close, &kind, &self.table, &mut self.clock, &r.headers, ctx)?;
         }
         for window in self.windows.windows_for(t) {
             if window.end <= close {
@@ -446,6 +493,7 @@ pub(crate) struct SlidingWindowAggregate<K, V, VA> {
     pub(crate) windows: SlidingWindows,
     pub(crate) adder: Adder<K, V, VA>,
     pub(crate) table: WindowTable<K, VA>,
+    pub(crate) clock: WindowClock,
     pub(crate) emitter: Option<FinalEmitter>,
 }
 
@@ -684,8 +732,13 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> ProcessorResult {
         self.table.init(ctx)?;
+        self.clock.init(ctx)?;
         if let Some(emitter) = &mut self.emitter {
-            emitter.init(&TimeWindowKind::Sliding(self.windows), &self.table, ctx)?;
+            emitter.init(
+                &TimeWindowKind::Sliding(self.windows),
+                &self.table,
+                &self.clock,
+            )?;
         }
         Ok(())
     }
@@ -700,14 +753,12 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             return Ok(());
         }
         let (t, d) = (r.timestamp, self.d());
-        let mut close = ctx
-            .stream_time()
-            .max(t)
-            .saturating_sub(self.windows.grace_ms());
+        let stream_time = self.clock.observe(ctx.stream_time().max(t))?;
+        let mut close = stream_time.saturating_sub(self.windows.grace_ms());
         let kind = TimeWindowKind::Sliding(self.windows);
         if let Some(emitter) = &mut self.emitter {
-            close = emitter.close_time(close);
-            emitter.emit_closed(close, &kind, &self.table, &r.headers, ctx)?;
+            close = close.max(self.clock.last_close());
+            emitter.emit_closed(close, &kind, &self.table, &mut self.clock, &r.headers, ctx)?;
         }
         if t.saturating_add(1).saturating_add(d) <= close {
             // Even the record's right window would be closed.
@@ -753,6 +804,7 @@ pub(crate) struct SessionWindowAggregate<K, V, VA> {
     pub(crate) store_name: String,
     pub(crate) cached: bool,
     pub(crate) store: Option<SessionStore<K, VA>>,
+    pub(crate) clock: WindowClock,
 }
 
 impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
@@ -808,7 +860,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
 {
     fn init(&mut self, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>) -> ProcessorResult {
         self.store = Some(ctx.session_store(&self.store_name)?);
-        Ok(())
+        self.clock.init(ctx)
     }
 
     fn process(
@@ -822,9 +874,9 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
         }
         let t = r.timestamp;
         let gap = self.windows.inactivity_gap_ms();
-        let close = ctx
-            .stream_time()
-            .max(t)
+        let close = self
+            .clock
+            .observe(ctx.stream_time().max(t))?
             .saturating_sub(self.windows.grace_ms())
             .saturating_sub(gap);
         let found =

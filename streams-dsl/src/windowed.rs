@@ -34,7 +34,7 @@ use crate::stream::{plan_repartition, processor_add};
 use crate::table::KTable;
 use crate::window_aggregate::{
     EmitStrategy, FinalEmitter, Forwarding, SessionMerger, SessionWindowAggregate,
-    SlidingWindowAggregate, TimeWindowAggregate, TimeWindowKind, WindowTable,
+    SlidingWindowAggregate, TimeWindowAggregate, TimeWindowKind, WindowClock, WindowTable,
 };
 use crate::windows::{
     millis, SessionWindows, SlidingWindows, TimeWindows, Windowed, WindowedSerdes,
@@ -129,11 +129,12 @@ struct WindowedAggregation<K, VA> {
 }
 
 /// Adds a windowed aggregation node (and its stores), whose processor `make` builds from the
-/// store name, whether it is cached, and the name of the emit-state store (on window close).
+/// window store's name, whether it is cached, the name of its time store, and whether it emits
+/// on window close.
 fn add_windowed<K: Data, V: Data, VA: Data, P>(
     grouped: &KGroupedStream<K, V>,
     agg: WindowedAggregation<K, VA>,
-    make: impl Fn(String, bool, Option<String>) -> P + Send + Sync + 'static,
+    make: impl Fn(String, bool, String, bool) -> P + Send + Sync + 'static,
 ) -> KTable<Windowed<K>, VA>
 where
     P: Processor<K, V, Windowed<K>, Change<VA>> + 'static,
@@ -210,19 +211,19 @@ where
         def = def.without_logging();
     }
     g.add_store_deferred(def);
-    let mut stores = vec![store.clone()];
-    let emit_store = on_close.then(|| format!("{store}-emit-state"));
-    if let Some(emit_store) = &emit_store {
-        // One entry: the close time of the last emission. Logged with the windows, so both
-        // commit in the same transaction.
-        let mut state =
-            Stores::key_value(emit_store.clone(), Serdes::string(), Serdes::i64()).in_memory();
-        if !m.logging {
-            state = state.without_logging();
-        }
-        g.add_store_deferred(state);
-        stores.push(emit_store.clone());
+    // The processor's times (stream time seen; with emit-on-close, the last emission's close
+    // time): logged with the windows, so they commit in the same transaction, and cached, so
+    // stream time costs one changelog record per commit.
+    let time_store = format!("{store}-time");
+    let mut times = Stores::key_value(time_store.clone(), Serdes::string(), Serdes::i64())
+        .in_memory()
+        .with_caching()
+        .with_emit(EmitMode::None);
+    if !m.logging {
+        times = times.without_logging();
     }
+    g.add_store_deferred(times);
+    let stores = vec![store.clone(), time_store.clone()];
 
     // Repartition as a plain aggregation does: named after Grouped, else a named store.
     let (rkeys, rvalues, grouped_name, named_store) = (
@@ -238,7 +239,7 @@ where
     let cached = m.caching && !on_close;
     let store_for_make = store.clone();
     let add = processor_add::<K, V, Windowed<K>, Change<VA>, P>(move || {
-        make(store_for_make.clone(), cached, emit_store.clone())
+        make(store_for_make.clone(), cached, time_store.clone(), on_close)
     });
     let node = g.push(
         name,
@@ -356,19 +357,21 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 emit,
                 what: what.to_owned(),
             },
-            move |store: String, cached: bool, emit_store: Option<String>| {
-                let forwarding = match (emit_store.is_some(), cached) {
+            move |store: String, cached: bool, time_store: String, on_close: bool| {
+                let forwarding = match (on_close, cached) {
                     (true, _) => Forwarding::Final,
                     (false, true) => Forwarding::Cached,
                     (false, false) => Forwarding::Immediate,
                 };
                 let table = WindowTable::new(store, length, forwarding);
-                let emitter = emit_store.map(FinalEmitter::new);
+                let clock = WindowClock::new(time_store);
+                let emitter = on_close.then(FinalEmitter::new);
                 match kind {
                     TimeWindowKind::Time(windows) => TimeOrSliding::Time(TimeWindowAggregate {
                         windows,
                         adder: adder.clone(),
                         table,
+                        clock,
                         emitter,
                     }),
                     TimeWindowKind::Sliding(windows) => {
@@ -376,6 +379,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                             windows,
                             adder: adder.clone(),
                             table,
+                            clock,
                             emitter,
                         })
                     }
@@ -550,7 +554,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 emit: EmitStrategy::OnWindowUpdate,
                 what: "the inactivity gap plus the grace period".to_owned(),
             },
-            move |store: String, cached: bool, _emit_store: Option<String>| {
+            move |store: String, cached: bool, time_store: String, _on_close: bool| {
                 SessionWindowAggregate {
                     windows,
                     adder: adder.clone(),
@@ -559,6 +563,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     store_name: store,
                     cached,
                     store: None,
+                    clock: WindowClock::new(time_store),
                 }
             },
         )

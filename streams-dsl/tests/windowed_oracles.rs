@@ -390,7 +390,6 @@ struct SessionModel {
     updates: Vec<((String, i64, i64), Option<i64>)>,
     /// Suppression buffer: (end, key, start) -> count; and what it emitted.
     buffer: BTreeMap<(i64, String, i64), i64>,
-    emitted_through: i64,
     finals: Vec<((String, i64, i64), i64)>,
 }
 
@@ -406,7 +405,6 @@ impl SessionModel {
             dropped: 0,
             updates: Vec::new(),
             buffer: BTreeMap::new(),
-            emitted_through: i64::MIN,
             finals: Vec::new(),
         }
     }
@@ -426,10 +424,6 @@ impl SessionModel {
         }
         // The suppression buffer downstream.
         let (key, start, end) = id;
-        if end < self.emitted_through {
-            self.dropped += 1;
-            return;
-        }
         match value {
             Some(count) => {
                 self.buffer.insert((end, key, start), count);
@@ -445,13 +439,10 @@ impl SessionModel {
             .filter(|(end, _, _)| *end < expiry)
             .cloned()
             .collect();
-        if !closed.is_empty() {
-            for k in closed {
-                if let Some(count) = self.buffer.remove(&k) {
-                    self.finals.push(((k.1, k.2, k.0), count));
-                }
+        for k in closed {
+            if let Some(count) = self.buffer.remove(&k) {
+                self.finals.push(((k.1, k.2, k.0), count));
             }
-            self.emitted_through = self.emitted_through.max(expiry);
         }
     }
 
