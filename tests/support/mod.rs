@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod semantics;
+pub mod windowing;
 pub mod wordcount;
 
 use std::sync::atomic::{AtomicU32, Ordering};
