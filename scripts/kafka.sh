@@ -6,7 +6,10 @@
 #                             clients, print the bootstrap address and the log file
 #   scripts/kafka.sh stop     shut the broker down cleanly (SIGTERM, then wait for the JVM to exit)
 #   scripts/kafka.sh status   say whether it runs (exit 0 if it does, 3 if not)
-#   scripts/kafka.sh fetch    only resolve and cache the jars
+#   scripts/kafka.sh fetch    only resolve and cache the jars (the broker's, and Kafka Streams'
+#                             system-test drivers that the tests use as external oracles)
+#   scripts/kafka.sh tests-classpath
+#                             print the Java classpath of those drivers (fetching them if needed)
 #
 # Environment:
 #   KAFKA_PORT             client (PLAINTEXT) port, default 9092
@@ -28,6 +31,7 @@ timeout=${KAFKA_START_TIMEOUT:-60}
 home=${KSTREAMS_KAFKA_DIR:-$repo/.kafka}
 cache=${KSTREAMS_CACHE_DIR:-$HOME/.cache/kstreams}
 lib=$cache/kafka-$version/lib
+tests_lib=$cache/kafka-streams-tests-$version/lib
 pidfile=$home/broker.pid
 logfile=$home/logs/server.log
 
@@ -70,6 +74,22 @@ fetch() {
     touch "$lib/.complete"
 }
 
+fetch_tests() {
+    if [ -f "$tests_lib/.complete" ]; then
+        return 0
+    fi
+    command -v mvn >/dev/null || die "mvn not found; install Maven (Debian: maven)"
+    say "resolving Kafka Streams $version system-test drivers from Maven Central into $tests_lib"
+    rm -rf "$tests_lib"
+    mkdir -p "$tests_lib"
+    mvn -B -q -f "$repo/scripts/kafka/streams-tests-pom.xml" \
+        -Dkafka.version="$version" \
+        dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$tests_lib" >&2 \
+        || die "Maven could not resolve org.apache.kafka:kafka-streams:$version:test (is Maven Central reachable?)"
+    ls "$tests_lib"/kafka-streams-"$version"-test.jar >/dev/null 2>&1 || die "Maven finished but kafka-streams-$version-test.jar is missing from $tests_lib"
+    touch "$tests_lib/.complete"
+}
+
 write_config() {
     mkdir -p "$home/data" "$home/logs"
     cat >"$home/server.properties" <<EOF
@@ -99,6 +119,11 @@ min.insync.replicas=1
 auto.create.topics.enable=false
 num.partitions=1
 group.initial.rebalance.delay.ms=0
+
+# A killed member holds its partitions until its session expires (45 s by default); the tests
+# kill members on purpose.
+group.consumer.session.timeout.ms=15000
+group.consumer.min.session.timeout.ms=10000
 EOF
     cat >"$home/log4j2.properties" <<EOF
 status = warn
@@ -210,6 +235,7 @@ case "${1:-}" in
     start) start ;;
     stop) stop ;;
     status) status ;;
-    fetch) fetch; echo "$lib" ;;
-    *) echo "usage: $0 start|stop|status|fetch" >&2; exit 2 ;;
+    fetch) fetch; fetch_tests; echo "$lib" ;;
+    tests-classpath) fetch_tests; echo "$tests_lib/*" ;;
+    *) echo "usage: $0 start|stop|status|fetch|tests-classpath" >&2; exit 2 ;;
 esac

@@ -38,6 +38,7 @@ pub use streams_dsl;
 
 pub use state_stores::serdes;
 pub use streams_core::embedded;
+pub use streams_core::handlers;
 pub use streams_core::processor;
 pub use streams_core::testing;
 pub use streams_core::topology;

@@ -198,7 +198,15 @@ fn final_counts_exactly_once_across_restarts(guarantee: &str) {
     let (first, rest) = events.split_at(3_000);
     let (second, third) = rest.split_at(3_000);
     let producer = producer(&kafka);
-    let caught_up = |timeout| wait_caught_up(&kafka, &app, &[input.clone()], partitions, timeout);
+    let caught_up = |timeout| {
+        wait_caught_up(
+            &kafka,
+            &app,
+            std::slice::from_ref(&input),
+            partitions,
+            timeout,
+        )
+    };
 
     // The example creates its topics; then the first part, and a graceful stop.
     let a = Instance::start(&kafka, &args, state.path(), &log);

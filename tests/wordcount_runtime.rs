@@ -331,3 +331,64 @@ fn exactly_once_v2_word_count_matches_the_oracle() {
         processed as f64 / elapsed.as_secs_f64()
     );
 }
+
+/// Another producer takes over a running instance's transactional id mid-run (what a zombie or
+/// a misconfigured twin would do): the instance's producer is fenced. The thread replaces it
+/// (fencing the intruder back), resumes from the last commit, and the counts stay exact.
+#[test]
+#[ignore = "needs a real Kafka broker: run scripts/test.sh"]
+fn a_fenced_producer_is_replaced_and_exactly_once_counts_stay_exact() {
+    use rdkafka::producer::{BaseProducer, Producer};
+    init_logs();
+    let kafka = real_kafka();
+    let app = App::new(&kafka, "wc-fenced");
+    produce_lines(&kafka, &app.input, 0..10_000);
+    let state = tempfile::tempdir().expect("state dir");
+    let config = StreamsConfig::new(&app.id)
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("state.dir", state.path().display())
+        .set("processing.guarantee", "exactly_once_v2")
+        .set("commit.interval.ms", 200)
+        .set(
+            "default.deserialization.exception.handler",
+            "log-and-continue",
+        );
+    let streams = KafkaStreams::new(
+        word_count_topology(&app.input, &app.output).expect("topology"),
+        config,
+    )
+    .expect("instance");
+    streams.start().expect("start");
+    wait_running(&streams, Duration::from_secs(60));
+    // The instance's identity is recorded in its state directory; its only thread's
+    // transactional id ends in -1.
+    let process = std::fs::read_to_string(state.path().join(&app.id).join("kstreams-process-id"))
+        .expect("process id");
+    let intruder: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set(
+            "transactional.id",
+            format!("{}-{}-1", app.id, process.trim()),
+        )
+        .create()
+        .expect("intruder");
+    intruder
+        .init_transactions(Duration::from_secs(30))
+        .expect("the intruder fences the instance's producer");
+    produce_lines(&kafka, &app.input, 10_000..20_000);
+    app.wait(&kafka);
+    let recoveries: u64 = streams.metrics().threads.iter().map(|t| t.recoveries).sum();
+    assert!(streams.close(Duration::from_secs(60)));
+    assert!(streams.error().is_none(), "{:?}", streams.error());
+    assert!(
+        recoveries >= 1,
+        "the fenced producer was noticed and replaced"
+    );
+
+    let mut want = HashMap::new();
+    oracle(0..20_000, &mut want);
+    let got =
+        support::wordcount::read_counts_with(&kafka, &app.output, PARTITIONS, "read_committed");
+    assert_counts_equal(&got, &want);
+    drop(intruder);
+}

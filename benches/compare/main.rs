@@ -130,6 +130,17 @@ enum Impl {
     Raw,
 }
 
+impl Impl {
+    /// For names of topics and groups.
+    fn short(self) -> &'static str {
+        match self {
+            Impl::Kstreams => "kstreams",
+            Impl::Java => "java",
+            Impl::Raw => "raw",
+        }
+    }
+}
+
 struct Spec {
     name: String,
     baseline: Option<String>,
@@ -316,14 +327,9 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
     })
 }
 
-/// Restores a preloaded `restore_keys`-record changelog.
-fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<RestoreRun> {
-    let who = if imp == Impl::Kstreams {
-        "kstreams"
-    } else {
-        "java"
-    };
-    let app = format!("restore-{who}-{rep}-{}", s.run);
+/// Creates `app`'s word-count store changelog holding `restore_keys` words, and its output
+/// topic; returns the output topic and an empty state directory.
+fn preload_store(s: &Settings, app: &str) -> (String, std::path::PathBuf) {
     let changelog = format!("{app}-counts-changelog");
     create_topic(
         &s.bootstrap,
@@ -339,17 +345,22 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
     });
     let output = format!("out-{app}");
     create_topic(&s.bootstrap, &output, s.partitions, &[]);
-    let state = s.state_root.join(&app);
+    let state = s.state_root.join(app);
     let _ = std::fs::remove_dir_all(&state);
     std::fs::create_dir_all(&state).expect("state dir");
-    let spec = Spec {
-        name: app.clone(),
-        baseline: None,
-        imp,
-        mode: "restore",
-        guarantee: "at_least_once",
-    };
-    let (program, args) = command(s, &spec, input, &output, &app, &state);
+    (output, state)
+}
+
+/// Starts a "restore" worker and waits for its report: seconds from start to running, and
+/// records restored. Returns the running process with the report.
+fn start_until_running(
+    s: &Settings,
+    spec: &Spec,
+    input: &str,
+    output: &str,
+    state: &std::path::Path,
+) -> Option<(Measured, f64, u64)> {
+    let (program, args) = command(s, spec, input, output, &spec.name, state);
     let mut process = Measured::spawn(&program, &args, &state.join("time.txt"), Stdio::piped());
     let stdout = process.child.stdout.take()?;
     let (tx, rx) = std::sync::mpsc::channel();
@@ -364,26 +375,87 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
             }
         }
     });
-    let line = rx.recv_timeout(Duration::from_secs(600));
-    let usage = process.stop();
-    let Ok(line) = line else {
+    let Ok(line) = rx.recv_timeout(Duration::from_secs(600)) else {
         eprintln!(
-            "{app}: no restore report within 10 minutes; its log: {}",
+            "{}: no restore report within 10 minutes; its log: {}",
+            spec.name,
             state.join("worker.log").display()
         );
+        process.stop();
         return None;
     };
-    let _ = std::fs::remove_dir_all(&state);
     let field = |name: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|f| f.strip_prefix(name))
             .and_then(|v| v.parse().ok())
     };
+    let seconds = field("restore_ms=")? as f64 / 1000.0;
+    let restored = field("restored=")?;
+    Some((process, seconds, restored))
+}
+
+/// Restores a preloaded `restore_keys`-record changelog.
+fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<RestoreRun> {
+    let app = format!("restore-{}-{rep}-{}", imp.short(), s.run);
+    let (output, state) = preload_store(s, &app);
+    let spec = Spec {
+        name: app,
+        baseline: None,
+        imp,
+        mode: "restore",
+        guarantee: "at_least_once",
+    };
+    let (process, seconds, restored) = start_until_running(s, &spec, input, &output, &state)?;
+    let usage = process.stop();
+    let _ = std::fs::remove_dir_all(&state);
     Some(RestoreRun {
-        seconds: field("restore_ms=")? as f64 / 1000.0,
-        restored: field("restored=")?,
+        seconds,
+        restored,
         peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
     })
+}
+
+/// How long the crash case processes input before it is killed.
+const PROCESS_BEFORE_KILL: Duration = Duration::from_secs(8);
+
+/// Restart after SIGKILL under exactly_once_v2: an instance with a preloaded `restore_keys`-key
+/// word-count store restores it, counts `input` for a while, is killed with SIGKILL mid-stream
+/// (mid-transaction), and starts again on the same state directory. Returns the first start
+/// (a full restore) and the restart.
+fn run_crash_restart(
+    s: &Settings,
+    imp: Impl,
+    rep: usize,
+    input: &str,
+) -> Option<(RestoreRun, RestoreRun)> {
+    let app = format!("crash-{}-{rep}-{}", imp.short(), s.run);
+    let (output, state) = preload_store(s, &app);
+    let spec = Spec {
+        name: app,
+        baseline: None,
+        imp,
+        mode: "restore",
+        guarantee: "exactly_once_v2",
+    };
+    let (first, seconds, restored) = start_until_running(s, &spec, input, &output, &state)?;
+    std::thread::sleep(PROCESS_BEFORE_KILL);
+    let usage = first.kill();
+    let full = RestoreRun {
+        seconds,
+        restored,
+        peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
+    };
+    let (second, seconds, restored) = start_until_running(s, &spec, input, &output, &state)?;
+    let usage = second.stop();
+    let _ = std::fs::remove_dir_all(&state);
+    Some((
+        full,
+        RestoreRun {
+            seconds,
+            restored,
+            peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
+        },
+    ))
 }
 
 fn main() {
@@ -500,6 +572,42 @@ fn harness(s: &Settings) {
             restores.push((
                 format!("{name}: restore a {}-key store", s.restore_keys),
                 runs,
+            ));
+        }
+    }
+
+    if s.only
+        .as_ref()
+        .is_none_or(|o| "crash restart".contains(o.as_str()))
+    {
+        for (imp, name) in [(Impl::Kstreams, "kstreams"), (Impl::Java, "Kafka Streams")] {
+            if imp == Impl::Java && s.java_cp.is_empty() {
+                continue;
+            }
+            let (mut firsts, mut restarts) = (Vec::new(), Vec::new());
+            for rep in 0..s.reps {
+                if let Some((first, restart)) = run_crash_restart(s, imp, rep, &lines_topic) {
+                    eprintln!(
+                        "{name} crash run {rep}: first start {:.2} s ({} records restored); after SIGKILL {:.2} s ({} records restored)",
+                        first.seconds, first.restored, restart.seconds, restart.restored
+                    );
+                    firsts.push(first);
+                    restarts.push(restart);
+                }
+            }
+            restores.push((
+                format!(
+                    "{name}, exactly_once_v2: first start, {}-key store restored",
+                    s.restore_keys
+                ),
+                firsts,
+            ));
+            restores.push((
+                format!(
+                    "{name}, exactly_once_v2: restart after SIGKILL mid-stream ({} s of counting)",
+                    PROCESS_BEFORE_KILL.as_secs()
+                ),
+                restarts,
             ));
         }
     }

@@ -66,14 +66,23 @@ impl Measured {
     }
 
     /// Sends SIGTERM and waits for the process; returns its usage.
-    pub fn stop(mut self) -> Usage {
-        // `time` forwards the signal to its child and exits when it does.
+    pub fn stop(self) -> Usage {
+        self.signal("-TERM")
+    }
+
+    /// Kills the process with SIGKILL: no shutdown of any kind.
+    pub fn kill(self) -> Usage {
+        self.signal("-KILL")
+    }
+
+    fn signal(mut self, signal: &str) -> Usage {
+        // The signal goes to `time`'s child; `time` reports and exits when it ends.
         let pid = self.child.id().to_string();
-        let _ = Command::new("pkill").args(["-TERM", "-P", &pid]).status();
+        let _ = Command::new("pkill").args([signal, "-P", &pid]).status();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
-                if !status.success() {
+                if !status.success() && signal != "-KILL" {
                     eprintln!("warning: a measured process exited with {status}");
                 }
                 break;

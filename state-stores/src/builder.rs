@@ -61,6 +61,7 @@ pub struct StoreBuilder {
     changelog: Option<Changelog>,
     caching: Option<CachingConfig>,
     metrics: Option<Arc<StoreMetrics>>,
+    transactional: bool,
 }
 
 impl StoreBuilder {
@@ -72,6 +73,7 @@ impl StoreBuilder {
             changelog: None,
             caching: None,
             metrics: None,
+            transactional: false,
         }
     }
 
@@ -107,6 +109,15 @@ impl StoreBuilder {
         self
     }
 
+    /// Makes a RocksDB store transactional: writes wait in memory, where reads see them, until
+    /// [`StateStore::commit`](crate::StateStore::commit) applies them atomically with the
+    /// changelog offset (exactly-once; see [`crate::rocks`]). In-memory stores ignore it: the
+    /// runtime drops them after a failure and rebuilds them from the changelog.
+    pub fn transactional(mut self, on: bool) -> Self {
+        self.transactional = on;
+        self
+    }
+
     /// Records operation counts and latencies into `metrics`.
     pub fn with_metering(mut self, metrics: Arc<StoreMetrics>) -> Self {
         self.metrics = Some(metrics);
@@ -125,6 +136,9 @@ impl StoreBuilder {
         self.check_name()?;
         let mut store: Box<dyn KeyValueBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemoryKeyValueStore::new(&self.name)),
+            Backend::RocksDb { path, memory } if self.transactional => Box::new(
+                RocksDbKeyValueStore::open_transactional(&self.name, path, memory)?,
+            ),
             Backend::RocksDb { path, memory } => {
                 Box::new(RocksDbKeyValueStore::open(&self.name, path, memory)?)
             }
@@ -154,6 +168,15 @@ impl StoreBuilder {
             .unwrap_or_else(|| crate::rocks::default_segment_interval(retention_ms));
         let mut store: Box<dyn WindowBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemoryWindowStore::new(&self.name, retention_ms)),
+            Backend::RocksDb { path, memory } if self.transactional => {
+                Box::new(RocksDbWindowStore::open_transactional(
+                    &self.name,
+                    path,
+                    memory,
+                    retention_ms,
+                    interval,
+                )?)
+            }
             Backend::RocksDb { path, memory } => Box::new(RocksDbWindowStore::open(
                 &self.name,
                 path,
@@ -186,6 +209,15 @@ impl StoreBuilder {
             .unwrap_or_else(|| crate::rocks::default_segment_interval(retention_ms));
         let mut store: Box<dyn SessionBytesStore> = match &self.backend {
             Backend::InMemory => Box::new(InMemorySessionStore::new(&self.name, retention_ms)),
+            Backend::RocksDb { path, memory } if self.transactional => {
+                Box::new(RocksDbSessionStore::open_transactional(
+                    &self.name,
+                    path,
+                    memory,
+                    retention_ms,
+                    interval,
+                )?)
+            }
             Backend::RocksDb { path, memory } => Box::new(RocksDbSessionStore::open(
                 &self.name,
                 path,

@@ -101,6 +101,22 @@ macro_rules! caching_state_store {
             fn drain_emissions(&mut self) -> Vec<CacheEmission> {
                 std::mem::take(&mut self.emissions)
             }
+            fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+                // The runtime flushed the cache before the transaction committed; writing down
+                // entries now would log them outside it.
+                self.inner.commit(changelog_offset)
+            }
+            fn committed_offset(&self) -> Result<Option<i64>> {
+                self.inner.committed_offset()
+            }
+            fn close_dirty(&mut self) -> Result<()> {
+                self.cache.clear();
+                self.emissions.clear();
+                self.inner.close_dirty()
+            }
+            fn uncommitted_bytes(&self) -> usize {
+                self.inner.uncommitted_bytes()
+            }
         }
     };
 }
@@ -169,69 +185,13 @@ impl KeyValueBytesStore for CachingKeyValueStore {
             .range(from, to)
             .map(|(k, e)| (k.clone(), e.value.clone()))
             .collect();
-        Ok(Box::new(MergeIter::new(
+        Ok(Box::new(crate::overlay::MergeIter::new(
             cached.into_iter(),
             self.inner.range(from, to)?,
         )))
     }
     fn approximate_num_entries(&self) -> Result<u64> {
         Ok(self.inner.approximate_num_entries()? + self.cache.len() as u64)
-    }
-}
-
-/// Merges the cache's entries (which win, and whose `None` hides a key) over the store's, both in
-/// key order.
-struct MergeIter<C: Iterator<Item = DirtyEntry>, S: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>> {
-    cache: std::iter::Peekable<C>,
-    store: std::iter::Peekable<S>,
-}
-
-impl<C, S> MergeIter<C, S>
-where
-    C: Iterator<Item = DirtyEntry>,
-    S: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-{
-    fn new(cache: C, store: S) -> Self {
-        MergeIter {
-            cache: cache.peekable(),
-            store: store.peekable(),
-        }
-    }
-}
-
-impl<C, S> Iterator for MergeIter<C, S>
-where
-    C: Iterator<Item = DirtyEntry>,
-    S: Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>,
-{
-    type Item = Result<(Vec<u8>, Vec<u8>)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        loop {
-            let take_cache = match (self.cache.peek(), self.store.peek()) {
-                (None, None) => return None,
-                (Some(_), None) => true,
-                (None, Some(_)) => false,
-                (Some(_), Some(Err(_))) => false,
-                (Some((ck, _)), Some(Ok((sk, _)))) => {
-                    if ck == sk {
-                        self.store.next(); // shadowed by the cache
-                        true
-                    } else {
-                        ck < sk
-                    }
-                }
-            };
-            if take_cache {
-                let (key, value) = self.cache.next()?;
-                match value {
-                    Some(value) => return Some(Ok((key, value))),
-                    None => continue, // a pending deletion
-                }
-            } else {
-                return self.store.next();
-            }
-        }
     }
 }
 

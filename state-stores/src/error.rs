@@ -55,10 +55,11 @@ pub enum StoreError {
         reason: String,
     },
 
-    /// A checkpoint file could not be read.
-    #[error("checkpoint file {} is corrupt: {reason}", path.display())]
+    /// The committed changelog offset a store keeps (its checkpoint) could not be read; the
+    /// store must be rebuilt from its changelog.
+    #[error("the checkpoint in {} is corrupt: {reason}", path.display())]
     CorruptCheckpoint {
-        /// The checkpoint file.
+        /// The store's directory.
         path: PathBuf,
         /// What is wrong with it.
         reason: String,

@@ -1,23 +1,25 @@
 //! State for kstreams: key-value, window and session stores on RocksDB and in memory, with
-//! changelogging, caching and metering layers, restoration, checkpoints and state directories.
+//! changelogging, caching and metering layers, restoration, committed offsets and state directories.
 //!
 //! - [`store`]: the byte-level traits of the three store kinds;
 //! - [`memory`] and [`rocks`]: implementations, with [`RocksDbMemory`], the one memory budget all
 //!   RocksDB stores of a process share;
 //! - [`changelog`], [`caching`] and [`metering`]: layers, assembled by [`StoreBuilder`];
 //! - [`typed`]: serdes on top, behind a handle tasks and processors share;
-//! - [`checkpoint`] and [`state_dir`]: what survives a restart, and who may touch it;
+//! - `overlay`: how transactional (exactly-once) stores hold an open transaction's writes (see
+//!   [`rocks`]);
+//! - [`state_dir`]: task directories, and who may touch them;
 //! - [`serdes`]: how typed keys and values become bytes.
 
 pub mod builder;
 pub mod cache;
 pub mod caching;
 pub mod changelog;
-pub mod checkpoint;
 pub mod error;
 pub mod keys;
 pub mod memory;
 pub mod metering;
+pub(crate) mod overlay;
 pub mod rocks;
 pub mod serdes;
 pub mod state_dir;

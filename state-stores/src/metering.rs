@@ -122,6 +122,18 @@ macro_rules! metered_state_store {
         fn drain_emissions(&mut self) -> Vec<CacheEmission> {
             self.inner.drain_emissions()
         }
+        fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+            self.inner.commit(changelog_offset)
+        }
+        fn committed_offset(&self) -> Result<Option<i64>> {
+            self.inner.committed_offset()
+        }
+        fn close_dirty(&mut self) -> Result<()> {
+            self.inner.close_dirty()
+        }
+        fn uncommitted_bytes(&self) -> usize {
+            self.inner.uncommitted_bytes()
+        }
     };
 }
 

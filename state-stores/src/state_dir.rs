@@ -5,15 +5,21 @@
 //! another process or another thread of this one, gets [`StoreError::Locked`] naming the directory
 //! instead of two writers corrupting one store. Dropping the `TaskDirectory` (or the process dying)
 //! releases it.
+//!
+//! The application directory also holds the identity of the process that uses it
+//! ([`StateDirectory::claim_process`]): an instance restarted on the same state directory takes
+//! the same identity (and so, under exactly-once, the same transactional ids, which aborts what
+//! its previous incarnation left open at once). The claim is a lock too, so two live instances
+//! never share an identity.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::Checkpoint;
 use crate::error::{Result, StoreError};
 
 const LOCK_FILE: &str = ".lock";
-const CHECKPOINT_FILE: &str = ".checkpoint";
+const PROCESS_LOCK_FILE: &str = ".process.lock";
+const PROCESS_ID_FILE: &str = "kstreams-process-id";
 
 /// Checks that `name` can be used as a directory and inside topic names: ASCII letters, digits,
 /// `.`, `_` and `-`, at most 200 characters, not `.` or `..`.
@@ -81,6 +87,45 @@ impl StateDirectory {
         }
     }
 
+    /// The identity of the process using this application directory: the one recorded by an
+    /// earlier instance, or `fresh` (then recorded). Held until the claim is dropped; while
+    /// another live instance holds it, this one gets `fresh` and records nothing.
+    pub fn claim_process(&self, fresh: &str) -> Result<ProcessClaim> {
+        let lock_path = self.app_dir.join(PROCESS_LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::io(&lock_path, e))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Ok(ProcessClaim {
+                    id: fresh.to_owned(),
+                    _lock: None,
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(StoreError::io(&lock_path, e)),
+        }
+        let id_path = self.app_dir.join(PROCESS_ID_FILE);
+        let recorded = std::fs::read_to_string(&id_path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| validate_name("process id", s).is_ok());
+        let id = match recorded {
+            Some(id) => id,
+            None => {
+                std::fs::write(&id_path, fresh).map_err(|e| StoreError::io(&id_path, e))?;
+                fresh.to_owned()
+            }
+        };
+        Ok(ProcessClaim {
+            id,
+            _lock: Some(lock),
+        })
+    }
+
     /// Ids of the tasks that have a directory here.
     pub fn task_ids(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
@@ -116,6 +161,25 @@ impl StateDirectory {
     }
 }
 
+/// A process's claim on an application directory; see [`StateDirectory::claim_process`].
+#[derive(Debug)]
+pub struct ProcessClaim {
+    id: String,
+    _lock: Option<File>,
+}
+
+impl ProcessClaim {
+    /// The process identity.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Whether this claim holds the directory (and so reuses and records the identity).
+    pub fn is_held(&self) -> bool {
+        self._lock.is_some()
+    }
+}
+
 /// An owned (locked) task directory. The lock is released on drop.
 #[derive(Debug)]
 pub struct TaskDirectory {
@@ -140,23 +204,8 @@ impl TaskDirectory {
         self.path.join(store)
     }
 
-    /// The checkpoint file's path.
-    pub fn checkpoint_path(&self) -> PathBuf {
-        self.path.join(CHECKPOINT_FILE)
-    }
-
-    /// Reads the task's checkpoint (empty if there is none).
-    pub fn read_checkpoint(&self) -> Result<Checkpoint> {
-        Checkpoint::read(&self.checkpoint_path())
-    }
-
-    /// Writes the task's checkpoint.
-    pub fn write_checkpoint(&self, checkpoint: &Checkpoint) -> Result<()> {
-        checkpoint.write(&self.checkpoint_path())
-    }
-
-    /// Deletes the task's stores and checkpoint, keeping the directory and the lock: for state
-    /// that must be rebuilt from the changelog.
+    /// Deletes the task's stores (with the offsets they were committed at), keeping the
+    /// directory and the lock: for state that must be rebuilt from the changelog.
     pub fn wipe(&self) -> Result<()> {
         let entries = std::fs::read_dir(&self.path).map_err(|e| StoreError::io(&self.path, e))?;
         for entry in entries {
@@ -214,6 +263,34 @@ mod tests {
         assert_eq!(dir.clean().unwrap(), vec!["0_0".to_owned()]);
         assert_eq!(dir.task_ids().unwrap(), vec!["0_0".to_owned()]);
         drop(held);
+    }
+
+    #[test]
+    fn the_process_identity_survives_restarts_and_is_never_shared() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDirectory::new(root.path(), "app").unwrap();
+        let first = dir.claim_process("p1").unwrap();
+        assert_eq!(first.id(), "p1");
+        assert!(first.is_held());
+        let concurrent = dir.claim_process("p2").unwrap();
+        assert_eq!(
+            concurrent.id(),
+            "p2",
+            "a second live instance gets its own identity"
+        );
+        assert!(!concurrent.is_held());
+        drop((first, concurrent));
+        let restarted = dir.claim_process("p3").unwrap();
+        assert_eq!(
+            restarted.id(),
+            "p1",
+            "a restart takes the recorded identity"
+        );
+        assert_eq!(
+            dir.task_ids().unwrap(),
+            Vec::<String>::new(),
+            "not a task directory"
+        );
     }
 
     #[test]

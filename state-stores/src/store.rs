@@ -73,6 +73,39 @@ pub trait StateStore: Send {
     fn drain_emissions(&mut self) -> Vec<CacheEmission> {
         Vec::new()
     }
+
+    /// Makes the store's content durable as of `changelog_offset`, the next changelog offset to
+    /// restore from (`None` when the store has no changelog), and records that offset with it;
+    /// see [`committed_offset`](Self::committed_offset). A transactional store applies the writes
+    /// of the open transaction here, atomically with the offset. Call it only once the writes it
+    /// covers are committed (for exactly-once: after the Kafka transaction committed), and after
+    /// [`flush`](Self::flush): a cache above is not written down by this call.
+    ///
+    /// Stores that keep no offset (in memory) only flush.
+    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+        let _ = changelog_offset;
+        self.flush()
+    }
+
+    /// The next changelog offset to restore from, as the last [`commit`](Self::commit) recorded it
+    /// in the store's own files; `None` if the store keeps no offset or never committed one. The
+    /// store's content never runs ahead of what the changelog holds up to this offset under
+    /// exactly-once; under at-least-once it may be ahead, and restoring from here replays records
+    /// it already has, which leaves the same content.
+    fn committed_offset(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+
+    /// Closes after a failure: buffered writes (cache entries, the open transaction's writes) are
+    /// dropped, not written down and not logged. What was committed stays.
+    fn close_dirty(&mut self) -> Result<()> {
+        self.close()
+    }
+
+    /// Bytes of writes held for the open transaction (0 for stores that are not transactional).
+    fn uncommitted_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Iterator over key-value pairs in ascending key order.

@@ -1,6 +1,10 @@
 //! Model-based tests: random operation sequences on every implementation and layer stack, checked
 //! against a `BTreeMap` oracle after every operation. Sequences include close and reopen, restoring
-//! a fresh store from the changelog the store itself wrote, and time moving past retention.
+//! a fresh store from the changelog the store itself wrote, time moving past retention, commits,
+//! and crashes: a transactional (exactly-once) store comes back exactly as of its last commit, and
+//! the changelog loses the aborted transaction's records as a `read_committed` reader would; a
+//! non-transactional one comes back with what reached it, once the changelog tail after its
+//! committed offset is restored.
 //!
 //! Case counts: `PROPTEST_CASES` (default 256 per kind).
 
@@ -10,12 +14,12 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use state_stores::cache::CacheBudget;
 use state_stores::caching::{CachingConfig, EmitMode};
-use state_stores::changelog::{Changelog, MemoryChangelog};
+use state_stores::changelog::{Changelog, ChangelogSink};
 use state_stores::metering::StoreMetrics;
 use state_stores::store::retention_floor;
 use state_stores::{
-    KeyValueBytesStore, RocksDbMemory, SessionBytesStore, SessionWindow, StateStore, StoreBuilder,
-    WindowBytesStore,
+    ChangelogRecord, KeyValueBytesStore, RocksDbMemory, SessionBytesStore, SessionWindow,
+    StateStore, StoreBuilder, WindowBytesStore,
 };
 
 fn cases() -> u32 {
@@ -29,25 +33,84 @@ fn cases() -> u32 {
 #[derive(Debug, Clone, Copy)]
 struct Stack {
     rocksdb: bool,
+    /// RocksDB in transactional mode (exactly-once).
+    transactional: bool,
     logging: bool,
     /// `None`: no cache; `Some(bytes)`: a cache with that budget (small ones force evictions).
     cache_bytes: Option<usize>,
     metering: bool,
 }
 
+impl Stack {
+    fn transactional(&self) -> bool {
+        self.rocksdb && self.transactional
+    }
+}
+
 fn stack() -> impl Strategy<Value = Stack> {
     (
+        any::<bool>(),
         any::<bool>(),
         any::<bool>(),
         prop_oneof![Just(None), Just(Some(400usize)), Just(Some(1 << 20))],
         any::<bool>(),
     )
-        .prop_map(|(rocksdb, logging, cache_bytes, metering)| Stack {
-            rocksdb,
-            logging,
-            cache_bytes,
-            metering,
-        })
+        .prop_map(
+            |(rocksdb, transactional, logging, cache_bytes, metering)| Stack {
+                rocksdb,
+                transactional,
+                logging,
+                cache_bytes,
+                metering,
+            },
+        )
+}
+
+/// A changelog partition with transactions: records get increasing offsets; an abort removes
+/// the records sent since the last commit (their offsets stay used, as in Kafka).
+#[derive(Debug, Default)]
+struct TxnLog {
+    inner: std::sync::Mutex<TxnLogInner>,
+}
+
+#[derive(Debug, Default)]
+struct TxnLogInner {
+    records: Vec<ChangelogRecord>,
+    next_offset: i64,
+    committed_len: usize,
+}
+
+impl ChangelogSink for TxnLog {
+    fn send(&self, key: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+        let mut log = self.inner.lock().expect("changelog lock");
+        let offset = log.next_offset;
+        log.next_offset += 1;
+        log.records.push(ChangelogRecord {
+            offset,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+        });
+        Ok(())
+    }
+}
+
+impl TxnLog {
+    fn records(&self) -> Vec<ChangelogRecord> {
+        self.inner.lock().expect("changelog lock").records.clone()
+    }
+    /// Commits the open transaction; returns the next offset (what a store records).
+    fn commit(&self) -> i64 {
+        let mut log = self.inner.lock().expect("changelog lock");
+        log.committed_len = log.records.len();
+        log.next_offset += 1; // the commit marker
+        log.next_offset
+    }
+    fn abort(&self) {
+        let mut log = self.inner.lock().expect("changelog lock");
+        let len = log.committed_len;
+        log.records.truncate(len);
+        log.next_offset += 1; // the abort marker
+    }
 }
 
 /// Builds stores of one stack, again and again (reopen), writing to one changelog.
@@ -55,8 +118,10 @@ struct Harness {
     stack: Stack,
     dir: tempfile::TempDir,
     memory: RocksDbMemory,
-    changelog: Arc<MemoryChangelog>,
+    changelog: Arc<TxnLog>,
     generation: usize,
+    /// The offset of the last commit.
+    committed: Option<i64>,
 }
 
 impl Harness {
@@ -65,14 +130,16 @@ impl Harness {
             stack,
             dir: tempfile::tempdir().expect("tempdir"),
             memory: RocksDbMemory::new(16 << 20).expect("budget"),
-            changelog: MemoryChangelog::new(),
+            changelog: Arc::default(),
             generation: 0,
+            committed: None,
         }
     }
 
     fn builder(&self) -> StoreBuilder {
         let mut b = if self.stack.rocksdb {
             StoreBuilder::rocksdb("store", self.dir.path().join("store"), &self.memory)
+                .transactional(self.stack.transactional)
         } else {
             StoreBuilder::in_memory("store")
         };
@@ -116,11 +183,59 @@ impl Harness {
 
     /// Restores `store` from the whole changelog in batches of `batch`.
     fn restore_into(&self, store: &mut dyn StateStore, batch: usize) {
-        let records = self.changelog.records();
+        self.restore_from(store, None, batch);
+    }
+
+    /// Restores `store` from the changelog records at or after `from` (all without it).
+    fn restore_from(&self, store: &mut dyn StateStore, from: Option<i64>, batch: usize) {
+        let records: Vec<ChangelogRecord> = self
+            .changelog
+            .records()
+            .into_iter()
+            .filter(|r| from.is_none_or(|f| r.offset >= f))
+            .collect();
         for chunk in records.chunks(batch.max(1)) {
             store.restore_batch(chunk).expect("restore batch");
         }
         store.restore_complete().expect("restore complete");
+    }
+
+    /// What the runtime does at a commit: flush (caches write down), the transaction commits,
+    /// then the store records the changelog offset (with the open transaction's writes).
+    fn commit(&mut self, store: &mut dyn StateStore) {
+        store.flush().expect("flush");
+        let offset = self.changelog.commit();
+        store.commit(Some(offset)).expect("commit");
+        self.committed = Some(offset);
+    }
+
+    /// A clean close: transactional stores commit first (the runtime closes cleanly only after
+    /// a commit), then close.
+    fn close(&mut self, store: &mut dyn StateStore) {
+        if self.stack.transactional() {
+            self.commit(store);
+        }
+        store.close().expect("close");
+    }
+
+    /// A crash of a transactional store's process: the open transaction aborts and the store
+    /// is dropped without closing. Returns whether the stack supports it.
+    fn crash(&mut self, store: &dyn StateStore) -> bool {
+        if !self.stack.transactional() {
+            return false;
+        }
+        self.changelog.abort();
+        let _ = store;
+        true
+    }
+
+    /// After reopening a crashed transactional store: its offset is the last commit's and the
+    /// changelog after it has nothing committed, so there is nothing to restore.
+    fn recover(&self, store: &mut dyn StateStore) -> Result<(), TestCaseError> {
+        let offset = store.committed_offset().expect("committed offset");
+        prop_assert_eq!(offset, self.committed, "the offset of the last commit");
+        self.restore_from(store, offset, 3);
+        Ok(())
     }
 }
 
@@ -146,6 +261,8 @@ enum KvOp {
     Flush,
     Reopen,
     RestoreCopy(usize),
+    Commit,
+    Crash,
 }
 
 fn kv_op() -> impl Strategy<Value = KvOp> {
@@ -160,6 +277,8 @@ fn kv_op() -> impl Strategy<Value = KvOp> {
         1 => Just(KvOp::Flush),
         1 => Just(KvOp::Reopen),
         1 => (1usize..5).prop_map(KvOp::RestoreCopy),
+        2 => Just(KvOp::Commit),
+        1 => Just(KvOp::Crash),
     ]
 }
 
@@ -175,6 +294,7 @@ fn run_kv(stack: Stack, ops: Vec<KvOp>) -> Result<(), TestCaseError> {
     let mut h = Harness::new(stack);
     let mut store = h.builder().build_key_value().expect("build");
     let mut oracle: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
+    let mut committed = oracle.clone();
     for op in ops {
         match op {
             KvOp::Put(k, v) => {
@@ -235,11 +355,38 @@ fn run_kv(stack: Stack, ops: Vec<KvOp>) -> Result<(), TestCaseError> {
                 if !h.reopen_keeps_data() {
                     continue;
                 }
-                store.close().expect("close");
+                h.close(store.as_mut());
+                committed = oracle.clone();
                 drop(store);
                 store = h.builder().build_key_value().expect("reopen");
                 if !stack.rocksdb {
                     h.restore_into(store.as_mut(), 3);
+                }
+            }
+            KvOp::Commit => {
+                h.commit(store.as_mut());
+                committed = oracle.clone();
+            }
+            KvOp::Crash => {
+                if h.crash(store.as_ref()) {
+                    drop(store);
+                    store = h.builder().build_key_value().expect("reopen");
+                    h.recover(store.as_mut())?;
+                    oracle = committed.clone();
+                } else if stack.rocksdb && stack.logging {
+                    // At-least-once: what reached the store (and so the changelog) survives, and
+                    // restoring the tail after the committed offset replays some of it again.
+                    drop(store);
+                    store = h.builder().build_key_value().expect("reopen");
+                    let from = store.committed_offset().expect("committed offset");
+                    prop_assert_eq!(from, h.committed);
+                    h.restore_from(store.as_mut(), from, 2);
+                    let mut replay = h.bare().build_key_value().expect("bare store");
+                    h.restore_into(replay.as_mut(), 4);
+                    oracle = kv_contents(replay.as_ref()).into_iter().collect();
+                    committed = oracle.clone();
+                } else {
+                    continue;
                 }
             }
             KvOp::RestoreCopy(batch) => {
@@ -291,6 +438,8 @@ enum WinOp {
     Flush,
     Reopen,
     RestoreCopy(usize),
+    Commit,
+    Crash,
 }
 
 /// Times drift upwards so retention expires data, with some late arrivals.
@@ -312,13 +461,15 @@ fn win_ops() -> impl Strategy<Value = Vec<WinOp>> {
             .map(|(step, pick, k, v, a, b)| {
                 clock += step;
                 let t = clock - (a % 40);
-                match pick % 12 {
+                match pick % 14 {
                     0..=4 => WinOp::Put(k, t, v),
                     5 | 6 => WinOp::Fetch(k, t),
                     7 => WinOp::FetchRange(k, clock - a, clock - a + b),
                     8 => WinOp::FetchAll(clock - a, clock - a + b),
                     9 => WinOp::Flush,
                     10 => WinOp::Reopen,
+                    11 => WinOp::Commit,
+                    12 => WinOp::Crash,
                     _ => WinOp::RestoreCopy((pick % 4) as usize + 1),
                 }
             })
@@ -326,6 +477,7 @@ fn win_ops() -> impl Strategy<Value = Vec<WinOp>> {
     })
 }
 
+#[derive(Clone)]
 struct WindowOracle {
     entries: BTreeMap<(Vec<u8>, i64), Vec<u8>>,
     observed: i64,
@@ -380,6 +532,7 @@ fn run_window(stack: Stack, ops: Vec<WinOp>) -> Result<(), TestCaseError> {
         entries: BTreeMap::new(),
         observed: i64::MIN,
     };
+    let mut committed = oracle.clone();
     let keys = all_keys();
     for op in ops {
         match op {
@@ -419,11 +572,30 @@ fn run_window(stack: Stack, ops: Vec<WinOp>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(got, oracle.all_between(from, to));
             }
             WinOp::Flush => store.flush().expect("flush"),
+            WinOp::Commit => {
+                h.commit(store.as_mut());
+                committed = oracle.clone();
+            }
+            WinOp::Crash => {
+                if !h.crash(store.as_ref()) {
+                    continue;
+                }
+                drop(store);
+                store = build(&h);
+                h.recover(store.as_mut())?;
+                oracle = committed.clone();
+                prop_assert_eq!(
+                    store.observed_stream_time(),
+                    oracle.observed,
+                    "stream time as of the last commit"
+                );
+            }
             WinOp::Reopen => {
                 if !h.reopen_keeps_data() {
                     continue;
                 }
-                store.close().expect("close");
+                h.close(store.as_mut());
+                committed = oracle.clone();
                 drop(store);
                 store = build(&h);
                 if !stack.rocksdb {
@@ -492,6 +664,8 @@ enum SessionOp {
     Flush,
     Reopen,
     RestoreCopy(usize),
+    Commit,
+    Crash,
 }
 
 fn session_ops() -> impl Strategy<Value = Vec<SessionOp>> {
@@ -517,13 +691,15 @@ fn session_ops() -> impl Strategy<Value = Vec<SessionOp>> {
                     start: end - len,
                     end,
                 };
-                match pick % 11 {
+                match pick % 13 {
                     0..=3 => SessionOp::Put(k, w, v),
                     4 => SessionOp::Remove(k, w),
                     5 | 6 => SessionOp::Find(k, clock - span, clock - span + late),
                     7 => SessionOp::FetchSession(k, w),
                     8 => SessionOp::Flush,
                     9 => SessionOp::Reopen,
+                    10 => SessionOp::Commit,
+                    11 => SessionOp::Crash,
                     _ => SessionOp::RestoreCopy((pick % 4) as usize + 1),
                 }
             })
@@ -531,6 +707,7 @@ fn session_ops() -> impl Strategy<Value = Vec<SessionOp>> {
     })
 }
 
+#[derive(Clone)]
 struct SessionOracle {
     entries: BTreeMap<(Vec<u8>, i64, i64), Vec<u8>>, // (key, end, start)
     observed: i64,
@@ -628,6 +805,7 @@ fn run_session(stack: Stack, ops: Vec<SessionOp>) -> Result<(), TestCaseError> {
         entries: BTreeMap::new(),
         observed: i64::MIN,
     };
+    let mut committed = oracle.clone();
     let keys = all_keys();
     for op in ops {
         match op {
@@ -657,11 +835,25 @@ fn run_session(stack: Stack, ops: Vec<SessionOp>) -> Result<(), TestCaseError> {
                 prop_assert_eq!(store.fetch_session(&k, w).expect("fetch_session"), want);
             }
             SessionOp::Flush => store.flush().expect("flush"),
+            SessionOp::Commit => {
+                h.commit(store.as_mut());
+                committed = oracle.clone();
+            }
+            SessionOp::Crash => {
+                if !h.crash(store.as_ref()) {
+                    continue;
+                }
+                drop(store);
+                store = build(&h);
+                h.recover(store.as_mut())?;
+                oracle = committed.clone();
+            }
             SessionOp::Reopen => {
                 if !h.reopen_keeps_data() {
                     continue;
                 }
-                store.close().expect("close");
+                h.close(store.as_mut());
+                committed = oracle.clone();
                 drop(store);
                 store = build(&h);
                 if !stack.rocksdb {

@@ -1,10 +1,9 @@
-//! Restoration, checkpoints and task locks, as the runtime will use them.
+//! Restoration, committed offsets and task locks, as the runtime uses them.
 
 use std::collections::BTreeMap;
 use std::process::Command;
 
 use state_stores::changelog::{Changelog, MemoryChangelog};
-use state_stores::checkpoint::Checkpoint;
 use state_stores::keys;
 use state_stores::metering::StoreMetrics;
 use state_stores::state_dir::StateDirectory;
@@ -35,19 +34,21 @@ fn contents(store: &dyn KeyValueBytesStore) -> BTreeMap<Vec<u8>, Vec<u8>> {
         .collect()
 }
 
-/// A restarted task reads its checkpoint and restores only the changelog records after it.
+/// A restarted task reads the offset its store was committed at and restores only the changelog
+/// records after it.
 #[test]
-fn reopening_with_a_checkpoint_restores_only_the_tail() {
+fn reopening_after_a_commit_restores_only_the_tail() {
     let root = tempfile::tempdir().expect("tempdir");
     let state = StateDirectory::new(root.path(), "app").expect("state dir");
     let memory = RocksDbMemory::new(32 << 20).expect("budget");
     let log = MemoryChangelog::new();
     let mut oracle = BTreeMap::new();
 
-    // Run 1: write, commit (flush + checkpoint), write more, then stop without a checkpoint.
+    // Run 1: write, commit (flush + offset), write more, then stop without committing.
     {
         let task = state.lock_task("0_0").expect("lock");
         let mut store = logged(&task.store_path("counts"), &memory, &log);
+        assert_eq!(store.committed_offset().expect("offset"), None);
         for i in 0..1000u32 {
             let (k, v) = (
                 format!("k{}", i % 300).into_bytes(),
@@ -57,9 +58,9 @@ fn reopening_with_a_checkpoint_restores_only_the_tail() {
             oracle.insert(k, v);
         }
         store.flush().expect("flush");
-        let mut checkpoint = Checkpoint::new();
-        checkpoint.set(TOPIC, 0, log.records().len() as i64);
-        task.write_checkpoint(&checkpoint).expect("checkpoint");
+        store
+            .commit(Some(log.records().len() as i64))
+            .expect("commit");
         for i in 1000..1250u32 {
             let k = format!("k{}", i % 400).into_bytes();
             if i % 7 == 0 {
@@ -71,19 +72,21 @@ fn reopening_with_a_checkpoint_restores_only_the_tail() {
                 oracle.insert(k, v);
             }
         }
-        // No close and no checkpoint for these writes: what a crash leaves behind.
+        // No close and no commit for these writes: what a crash leaves behind.
     }
 
-    // Run 2: open the store again and restore from the checkpoint to the end of the changelog.
+    // Run 2: open the store again and restore from its offset to the end of the changelog.
     let task = state.lock_task("0_0").expect("lock again");
-    let checkpoint = task.read_checkpoint().expect("read checkpoint");
-    let from = checkpoint.offset(TOPIC, 0).expect("checkpointed offset");
-    assert_eq!(from, 1000);
     let metrics = StoreMetrics::new();
     let mut store = StoreBuilder::rocksdb("counts", task.store_path("counts"), &memory)
         .with_metering(metrics.clone())
         .build_key_value()
         .expect("reopen");
+    let from = store
+        .committed_offset()
+        .expect("offset")
+        .expect("committed offset");
+    assert_eq!(from, 1000);
     let tail: Vec<ChangelogRecord> = log
         .records()
         .into_iter()
@@ -92,13 +95,91 @@ fn reopening_with_a_checkpoint_restores_only_the_tail() {
     for batch in tail.chunks(64) {
         store.restore_batch(batch).expect("restore");
     }
-    store.restore_complete().expect("restore complete");
+    store.commit(Some(1250)).expect("commit after restore");
     assert_eq!(
         metrics.restored_records(),
         250,
-        "only the tail after the checkpoint is restored"
+        "only the tail after the committed offset is restored"
     );
     assert_eq!(contents(store.as_ref()), oracle);
+    assert_eq!(store.committed_offset().expect("offset"), Some(1250));
+}
+
+/// Under exactly-once the store is transactional: writes of a transaction that never committed
+/// are gone after a crash, whatever reached the changelog, and the committed offset is where the
+/// last commit left it.
+#[test]
+fn a_crash_leaves_a_transactional_store_at_its_last_commit() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let memory = RocksDbMemory::new(32 << 20).expect("budget");
+    let path = root.path().join("sums");
+    let log = MemoryChangelog::new();
+    {
+        let mut store = StoreBuilder::rocksdb("sums", &path, &memory)
+            .transactional(true)
+            .with_logging(Changelog {
+                topic: TOPIC.into(),
+                partition: 0,
+                sink: log.clone(),
+            })
+            .build_key_value()
+            .expect("open");
+        store.put(b"old", b"1").expect("put");
+        store.flush().expect("flush");
+        store.commit(Some(1)).expect("commit");
+        store.put(b"new", b"7").expect("put");
+        store.put(b"old", b"2").expect("put");
+        assert_eq!(store.get(b"new").expect("get"), Some(b"7".to_vec()));
+        assert!(store.uncommitted_bytes() > 0);
+        store.flush().expect("a flush is not a commit");
+        // Killed before the transaction committed.
+    }
+    let store = StoreBuilder::rocksdb("sums", &path, &memory)
+        .transactional(true)
+        .build_key_value()
+        .expect("reopen");
+    assert_eq!(store.committed_offset().expect("offset"), Some(1));
+    assert_eq!(
+        contents(store.as_ref()),
+        BTreeMap::from([(b"old".to_vec(), b"1".to_vec())]),
+        "nothing of the open transaction"
+    );
+    assert_eq!(
+        log.records().len(),
+        3,
+        "the changelog saw them (the broker aborts them)"
+    );
+}
+
+/// A store whose recorded offset is not 8 bytes is reported as a corrupt checkpoint naming the
+/// store, so the runtime can wipe and rebuild it.
+#[test]
+fn a_malformed_offset_is_a_corrupt_checkpoint() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let memory = RocksDbMemory::new(16 << 20).expect("budget");
+    let path = root.path().join("sums");
+    drop(
+        StoreBuilder::rocksdb("sums", &path, &memory)
+            .build_key_value()
+            .expect("create"),
+    );
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_missing_column_families(true);
+        let db =
+            rocksdb::DB::open_cf(&opts, &path, ["default", "kstreams.meta"]).expect("raw open");
+        let meta = db.cf_handle("kstreams.meta").expect("meta family");
+        db.put_cf(meta, b"kstreams.changelog-offset", b"xyz")
+            .expect("put");
+    }
+    let Err(err) = StoreBuilder::rocksdb("sums", &path, &memory).build_key_value() else {
+        panic!("a malformed offset must not open");
+    };
+    assert!(
+        matches!(err, StoreError::CorruptCheckpoint { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("`sums`"), "{err}");
 }
 
 /// A changelog record that is not a valid windowed key fails restoration with the store's name and

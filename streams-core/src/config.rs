@@ -6,6 +6,20 @@
 //! through with a prefix: `consumer.`, `producer.`, `admin.` (librdkafka names, for example
 //! `producer.linger.ms`).
 //!
+//! Client settings the runtime's guarantees rest on cannot be overridden; such a prefixed key is
+//! an error: `consumer.group.id`, `consumer.group.instance.id`, `consumer.enable.auto.commit`,
+//! `consumer.enable.auto.offset.store`, `consumer.partition.assignment.strategy`,
+//! `consumer.group.remote.assignor` (co-partitioning needs the `range` assignors),
+//! `producer.transactional.id`, and under exactly-once also `consumer.isolation.level` and
+//! `producer.enable.idempotence`.
+//!
+//! Under exactly-once the producers' `transaction.timeout.ms` is 10000, as in Kafka Streams: a
+//! transaction left open by a killed instance blocks `read_committed` readers of its partitions
+//! (the application's next owner among them) until the broker aborts it, at most that long. A
+//! restarted instance that finds its state directory reuses its transactional ids and aborts
+//! its old transactions at once. `producer.transaction.timeout.ms` overrides it; it must exceed
+//! `commit.interval.ms`.
+//!
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `application.id` | (required) | consumer group id, prefix of internal topics, state directory name |
@@ -23,6 +37,7 @@
 //! | `default.deserialization.exception.handler` | `log-and-fail` | or `log-and-continue` |
 //! | `default.production.exception.handler` | `fail` | or `continue` |
 //! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
+//! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -34,8 +49,9 @@ use state_stores::serdes::Serde;
 use crate::embedded::EmbeddedAdmin;
 use crate::error::{Result, StreamsError};
 use crate::handlers::{
-    DeserializationHandler, FailOnProductionError, LogAndContinue, LogAndFail,
-    LogAndSkipProductionError, ProductionHandler, SharedDeserializationHandler,
+    DeserializationHandler, FailOnProductionError, LogAndContinue, LogAndContinueProcessing,
+    LogAndFail, LogAndFailProcessing, LogAndSkipProductionError, ProcessingHandler,
+    ProductionHandler, SharedDeserializationHandler, SharedProcessingHandler,
     SharedProductionHandler,
 };
 use crate::serde_slot::{DefaultSerdes, ErasedSerde};
@@ -69,6 +85,51 @@ pub const AUTO_OFFSET_RESET: &str = "auto.offset.reset";
 pub const DESERIALIZATION_HANDLER: &str = "default.deserialization.exception.handler";
 /// `default.production.exception.handler`
 pub const PRODUCTION_HANDLER: &str = "default.production.exception.handler";
+/// `processing.exception.handler`
+pub const PROCESSING_HANDLER: &str = "processing.exception.handler";
+
+/// The producers' transaction timeout under exactly-once, as Kafka Streams sets it.
+pub const EOS_TRANSACTION_TIMEOUT_MS: i64 = 10_000;
+
+/// Client settings the runtime sets itself and no prefixed setting may replace: `(prefix, key,
+/// why)`. Guarantee-dependent ones are checked in [`StreamsConfig::validate`].
+const PROTECTED: &[(&str, &str, &str)] = &[
+    (
+        "consumer.",
+        "group.id",
+        "the group id is the application.id",
+    ),
+    (
+        "consumer.",
+        "group.instance.id",
+        "static membership is not supported yet",
+    ),
+    (
+        "consumer.",
+        "enable.auto.commit",
+        "offsets are committed with the processed records",
+    ),
+    (
+        "consumer.",
+        "enable.auto.offset.store",
+        "offsets are committed with the processed records",
+    ),
+    (
+        "consumer.",
+        "partition.assignment.strategy",
+        "co-partitioning needs the range assignor",
+    ),
+    (
+        "consumer.",
+        "group.remote.assignor",
+        "co-partitioning needs the range assignor",
+    ),
+    (
+        "producer.",
+        "transactional.id",
+        "transactional ids are derived from the application.id and the stream thread",
+    ),
+];
 
 /// `default.timestamp.extractor`
 pub const DEFAULT_TIMESTAMP_EXTRACTOR: &str = crate::timestamps::DEFAULT_TIMESTAMP_EXTRACTOR;
@@ -89,6 +150,7 @@ const KNOWN: &[&str] = &[
     DESERIALIZATION_HANDLER,
     PRODUCTION_HANDLER,
     DEFAULT_TIMESTAMP_EXTRACTOR,
+    PROCESSING_HANDLER,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -122,6 +184,7 @@ pub struct StreamsConfig {
     deserialization_handler: Option<SharedDeserializationHandler>,
     production_handler: Option<SharedProductionHandler>,
     timestamp_extractor: Option<Arc<dyn RawTimestampExtractor>>,
+    processing_handler: Option<SharedProcessingHandler>,
     embedded: Option<EmbeddedAdmin>,
 }
 
@@ -198,6 +261,12 @@ impl StreamsConfig {
         self
     }
 
+    /// A custom processing handler (overrides the configured one).
+    pub fn with_processing_handler(mut self, handler: impl ProcessingHandler + 'static) -> Self {
+        self.processing_handler = Some(Arc::new(handler));
+        self
+    }
+
     /// Runs on `kafka`, the embedded broker: sets `bootstrap.servers` and creates internal
     /// topics through the embedded cluster (which has no admin API).
     pub fn with_embedded(mut self, kafka: &crate::embedded::EmbeddedKafka) -> Self {
@@ -263,6 +332,20 @@ impl StreamsConfig {
                 }
             },
         };
+        let processing: SharedProcessingHandler = match &self.processing_handler {
+            Some(h) => h.clone(),
+            None => match self.get(PROCESSING_HANDLER).unwrap_or("log-and-fail") {
+                "log-and-fail" => Arc::new(LogAndFailProcessing),
+                "log-and-continue" => Arc::new(LogAndContinueProcessing),
+                other => {
+                    return Err(StreamsError::config(
+                        PROCESSING_HANDLER,
+                        format!("must be log-and-fail or log-and-continue, not `{other}`"),
+                    ))
+                }
+            },
+        };
+        self.check_client_overrides(guarantee)?;
         let auto_offset_reset = match self.get(AUTO_OFFSET_RESET).unwrap_or("earliest") {
             v @ ("earliest" | "latest") => v.to_owned(),
             other => {
@@ -325,6 +408,7 @@ impl StreamsConfig {
             deserialization,
             production,
             timestamps,
+            processing,
             embedded: self.embedded.clone(),
             application_id,
         };
@@ -334,7 +418,54 @@ impl StreamsConfig {
                 "must be -1 (broker default) or at least 1",
             ));
         }
+        if let Some(raw) = resolved.producer.get("transaction.timeout.ms") {
+            let timeout: i64 = raw.trim().parse().map_err(|_| {
+                StreamsError::config(
+                    "producer.transaction.timeout.ms",
+                    format!("must be a whole number, not `{raw}`"),
+                )
+            })?;
+            if guarantee == ProcessingGuarantee::ExactlyOnceV2
+                && timeout <= resolved.commit_interval.as_millis() as i64
+            {
+                return Err(StreamsError::config(
+                    "producer.transaction.timeout.ms",
+                    format!(
+                        "must be larger than {COMMIT_INTERVAL_MS} ({} ms), or transactions time out before they commit",
+                        resolved.commit_interval.as_millis()
+                    ),
+                ));
+            }
+        }
         Ok(resolved)
+    }
+
+    /// Refuses prefixed client settings that would replace what the guarantee depends on.
+    fn check_client_overrides(&self, guarantee: ProcessingGuarantee) -> Result<()> {
+        for (prefix, key, why) in PROTECTED {
+            let full = format!("{prefix}{key}");
+            if self.props.contains_key(&full) {
+                return Err(StreamsError::config(full, format!("cannot be set: {why}")));
+            }
+        }
+        if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            if self.props.contains_key("consumer.isolation.level") {
+                return Err(StreamsError::config(
+                    "consumer.isolation.level",
+                    "cannot be set under exactly_once_v2: consumers read committed records only",
+                ));
+            }
+            if self
+                .get("producer.enable.idempotence")
+                .is_some_and(|v| v.trim() != "true")
+            {
+                return Err(StreamsError::config(
+                    "producer.enable.idempotence",
+                    "cannot be disabled under exactly_once_v2: transactions need idempotent producers",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn number(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64> {
@@ -395,6 +526,8 @@ pub struct ResolvedConfig {
     pub production: SharedProductionHandler,
     /// `default.timestamp.extractor` (and a custom default extractor).
     pub timestamps: TimestampSettings,
+    /// The processing handler.
+    pub processing: SharedProcessingHandler,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 
@@ -450,6 +583,45 @@ mod tests {
         );
         assert!(err(StreamsConfig::new("app").set("linger.ms", "5")).contains("`linger.ms`"));
         assert!(err(StreamsConfig::new("bad/app")).contains("`application.id`"));
+    }
+
+    #[test]
+    fn settings_the_guarantee_rests_on_cannot_be_overridden() {
+        for key in [
+            "consumer.enable.auto.commit",
+            "consumer.group.id",
+            "consumer.enable.auto.offset.store",
+            "producer.transactional.id",
+            "consumer.partition.assignment.strategy",
+        ] {
+            let message = err(StreamsConfig::new("app").set(key, "x"));
+            assert!(message.contains(&format!("`{key}`")), "{message}");
+        }
+        let eos = || StreamsConfig::new("app").set(PROCESSING_GUARANTEE, "exactly_once_v2");
+        assert!(
+            err(eos().set("consumer.isolation.level", "read_uncommitted"))
+                .contains("`consumer.isolation.level`")
+        );
+        assert!(err(eos().set("producer.enable.idempotence", "false"))
+            .contains("`producer.enable.idempotence`"));
+        assert!(err(eos().set("producer.transaction.timeout.ms", "50"))
+            .contains("`producer.transaction.timeout.ms`"));
+        assert!(eos()
+            .set("producer.transaction.timeout.ms", "30000")
+            .validate()
+            .is_ok());
+        assert!(
+            StreamsConfig::new("app")
+                .set("consumer.isolation.level", "read_committed")
+                .set("producer.enable.idempotence", "false")
+                .validate()
+                .is_ok(),
+            "at-least-once does not depend on them"
+        );
+        assert!(
+            err(StreamsConfig::new("app").set(PROCESSING_HANDLER, "ignore"))
+                .contains("`processing.exception.handler`")
+        );
     }
 
     #[test]

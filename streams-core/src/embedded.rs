@@ -30,6 +30,7 @@ use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use rdkafka::mocking::MockCluster;
+pub use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::error::{Result, StreamsError};
 
@@ -39,6 +40,11 @@ enum Request {
         name: String,
         partitions: i32,
         reply: mpsc::Sender<Result<()>>,
+    },
+    FailRequests {
+        api: RDKafkaApiKey,
+        errors: Vec<RDKafkaRespErr>,
+        reply: mpsc::Sender<()>,
     },
 }
 
@@ -129,6 +135,10 @@ impl EmbeddedKafka {
                             });
                             let _ = reply.send(result);
                         }
+                        Request::FailRequests { api, errors, reply } => {
+                            cluster.request_errors(api, &errors);
+                            let _ = reply.send(());
+                        }
                     }
                 }
             })
@@ -159,6 +169,33 @@ impl EmbeddedKafka {
     /// Creating a topic that exists already is an error.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<()> {
         self.admin.create_topic(name, partitions)
+    }
+
+    /// Fault injection for tests: the next requests of kind `api` that reach the cluster fail,
+    /// one with each of `errors` in turn (then requests succeed again). For example, failing
+    /// `EndTxn` with `RD_KAFKA_RESP_ERR_NOT_COORDINATOR` makes a transaction commit retry, and
+    /// with `RD_KAFKA_RESP_ERR_INVALID_PRODUCER_EPOCH` fences the producer.
+    ///
+    /// ```
+    /// use streams_core::embedded::{EmbeddedKafka, RDKafkaApiKey, RDKafkaRespErr};
+    ///
+    /// let kafka = EmbeddedKafka::start().unwrap();
+    /// kafka
+    ///     .fail_requests(RDKafkaApiKey::EndTxn, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR])
+    ///     .unwrap();
+    /// ```
+    pub fn fail_requests(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) -> Result<()> {
+        let (reply, done) = mpsc::channel();
+        self.admin
+            .requests
+            .send(Request::FailRequests {
+                api,
+                errors: errors.to_vec(),
+                reply,
+            })
+            .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))?;
+        done.recv()
+            .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))
     }
 
     /// A thread-safe handle for creating topics on this cluster from other threads.

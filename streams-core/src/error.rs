@@ -2,8 +2,9 @@
 //!
 //! Every variant names what it is about (config key, topic, task, node or store), so a message read
 //! in a log is enough to act on. Recoverable conditions that the runtime handles itself (a task that
-//! migrated during a rebalance, a corrupted task that must be restored again) have their own
-//! variants so callers can match on them rather than on message text.
+//! migrated during a rebalance, a transaction that must abort, a corrupted task that must be
+//! restored again) have their own variants so callers can match on them rather than on message
+//! text; `runtime::recovery` maps every error to what the stream thread does about it.
 
 use state_stores::StoreError;
 
@@ -105,6 +106,17 @@ pub enum StreamsError {
         /// The task id.
         task: String,
         /// Why the runtime concluded it moved.
+        reason: String,
+    },
+
+    /// The stream thread's open transaction failed (an abortable producer error, or an error
+    /// that left it unusable): the thread aborts it, closes its tasks without committing, rewinds
+    /// its input to the last commit and carries on.
+    #[error("the transaction of {producer} must be aborted: {reason}")]
+    TransactionAborted {
+        /// The producer (its `client.id`).
+        producer: String,
+        /// What went wrong.
         reason: String,
     },
 

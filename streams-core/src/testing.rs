@@ -235,7 +235,10 @@ impl TopologyTestDriver {
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
             timestamps: config.timestamps.clone(),
+            processing: config.processing.clone(),
             wall_clock_ms: 0,
+            // The driver commits no transactions: stores write through.
+            transactional: false,
         };
         let topology = Arc::new(topology);
         let mut tasks = Vec::new();

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: finding the broker, unique names, topic creation.
 #![allow(dead_code)]
 
+pub mod eos;
 pub mod semantics;
 pub mod windowing;
 pub mod wordcount;
@@ -92,6 +93,16 @@ pub fn wait_for_topic(bootstrap: &str, name: &str, partitions: i32) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Logs to the test's output: `RUST_LOG` if set, else warnings.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
 }
 
 /// A name no other test (or earlier run against the same broker) uses.

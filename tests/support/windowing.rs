@@ -11,8 +11,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::Cluster;
 
-#[path = "../../examples/support/mod.rs"]
-mod example;
+use super::wordcount::example;
 
 #[allow(unused_imports)] // not every test crate uses all of them
 pub use example::{expected_window_counts, flush_events, windowing_events, Event, WindowedCounts};

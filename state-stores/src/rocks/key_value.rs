@@ -1,20 +1,38 @@
 //! A key-value store in one RocksDB database.
+//!
+//! User entries live in the default column family; the changelog offset the store was last
+//! committed at lives in a column family of its own ([`META_FAMILY`]), so no user key can collide
+//! with it. In transactional mode, writes wait in an [`Overlay`] until [`StateStore::commit`].
 
+use std::ops::Bound;
 use std::path::PathBuf;
 
-use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch, DB};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 
 use super::{
-    ensure_dir, restore_write_options, rocks_error, write_options, Reservation, RocksDbMemory,
+    decode_offset, ensure_dir, restore_write_options, rocks_error, write_options, Reservation,
+    RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
+use crate::overlay::{MergeIter, Overlay};
 use crate::store::{ChangelogRecord, KeyValueBytesStore, KeyValueIter, StateStore};
+
+/// The column family that holds the store's metadata (its committed changelog offset).
+const META_FAMILY: &str = "kstreams.meta";
 
 /// A persistent key-value store: one RocksDB database in its own directory.
 pub struct RocksDbKeyValueStore {
     name: String,
     path: PathBuf,
     db: Option<DB>,
+    /// Whether writes wait in `pending` until a commit (exactly-once).
+    transactional: bool,
+    pending: Overlay,
+    /// The changelog offset recorded by the last commit.
+    offset: Option<i64>,
+    /// Restored records were written without the WAL and are not in SST files yet: they must be
+    /// before an offset may be recorded after them.
+    restored_unflushed: bool,
     _reservation: Option<Reservation>,
 }
 
@@ -24,26 +42,67 @@ impl std::fmt::Debug for RocksDbKeyValueStore {
             .field("name", &self.name)
             .field("path", &self.path)
             .field("open", &self.db.is_some())
+            .field("transactional", &self.transactional)
+            .field("offset", &self.offset)
             .finish()
     }
 }
 
 impl RocksDbKeyValueStore {
     /// Opens (creating if needed) the store `name` in directory `path`, under `memory`'s budget.
+    /// Writes reach the database at once.
     pub fn open(
         name: impl Into<String>,
         path: impl Into<PathBuf>,
         memory: &RocksDbMemory,
     ) -> Result<Self> {
-        let name = name.into();
-        let path = path.into();
+        Self::open_with(name.into(), path.into(), memory, false)
+    }
+
+    /// Opens the store in transactional mode: writes wait in memory (where reads see them) until
+    /// [`StateStore::commit`] applies them together with the changelog offset, and
+    /// [`StateStore::close_dirty`] drops them. See [`crate::rocks`].
+    pub fn open_transactional(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+    ) -> Result<Self> {
+        Self::open_with(name.into(), path.into(), memory, true)
+    }
+
+    fn open_with(
+        name: String,
+        path: PathBuf,
+        memory: &RocksDbMemory,
+        transactional: bool,
+    ) -> Result<Self> {
         ensure_dir(&path)?;
         let reservation = memory.reserve();
-        let db = DB::open(&memory.options(), &path).map_err(|e| rocks_error(&name, &path, e))?;
+        let db = DB::open_cf(&memory.options(), &path, ["default", META_FAMILY])
+            .map_err(|e| rocks_error(&name, &path, e))?;
+        let offset = {
+            let meta = db
+                .cf_handle(META_FAMILY)
+                .ok_or_else(|| StoreError::Config {
+                    store: name.clone(),
+                    reason: format!(
+                        "column family {META_FAMILY} is missing in {}",
+                        path.display()
+                    ),
+                })?;
+            let raw = db
+                .get_cf(meta, OFFSET_KEY)
+                .map_err(|e| rocks_error(&name, &path, e))?;
+            decode_offset(&name, &path, raw)?
+        };
         Ok(RocksDbKeyValueStore {
             name,
             path,
             db: Some(db),
+            transactional,
+            pending: Overlay::default(),
+            offset,
+            restored_unflushed: false,
             _reservation: Some(reservation),
         })
     }
@@ -54,84 +113,20 @@ impl RocksDbKeyValueStore {
         })
     }
 
+    fn meta(&self) -> Result<&ColumnFamily> {
+        self.db()?
+            .cf_handle(META_FAMILY)
+            .ok_or_else(|| StoreError::Closed {
+                store: self.name.clone(),
+            })
+    }
+
     fn err(&self, e: rocksdb::Error) -> StoreError {
         rocks_error(&self.name, &self.path, e)
     }
-}
 
-impl StateStore for RocksDbKeyValueStore {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn persistent(&self) -> bool {
-        true
-    }
-    fn flush(&mut self) -> Result<()> {
-        self.db()?.flush_wal(true).map_err(|e| self.err(e))
-    }
-    fn close(&mut self) -> Result<()> {
-        if self.db.is_some() {
-            self.flush()?;
-            self.db = None;
-            self._reservation = None;
-        }
-        Ok(())
-    }
-    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for record in records {
-            match &record.value {
-                Some(value) => batch.put(&record.key, value),
-                None => batch.delete(&record.key),
-            }
-        }
-        self.db()?
-            .write_opt(batch, &restore_write_options())
-            .map_err(|e| self.err(e))
-    }
-    fn restore_complete(&mut self) -> Result<()> {
-        // Restored writes skipped the WAL: persist them in SST files.
-        self.db()?.flush().map_err(|e| self.err(e))
-    }
-}
-
-impl KeyValueBytesStore for RocksDbKeyValueStore {
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.db()?.get(key).map_err(|e| self.err(e))
-    }
-    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.db()?
-            .put_opt(key, value, &write_options())
-            .map_err(|e| self.err(e))
-    }
-    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        for (key, value) in entries {
-            match value {
-                Some(value) => batch.put(key, value),
-                None => batch.delete(key),
-            }
-        }
-        self.db()?
-            .write_opt(batch, &write_options())
-            .map_err(|e| self.err(e))
-    }
-    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    fn db_range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>> {
         let db = self.db()?;
-        let old = db.get(key).map_err(|e| self.err(e))?;
-        if old.is_some() {
-            db.delete_opt(key, &write_options())
-                .map_err(|e| self.err(e))?;
-        }
-        Ok(old)
-    }
-    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>> {
-        let db = self.db()?;
-        if let (Some(f), Some(t)) = (from, to) {
-            if f > t {
-                return Ok(Box::new(std::iter::empty()));
-            }
-        }
         let mut options = ReadOptions::default();
         if let Some(to) = to {
             // The upper bound is exclusive; the smallest key after `to` is `to ++ [0]`.
@@ -150,11 +145,166 @@ impl KeyValueBytesStore for RocksDbKeyValueStore {
                 .map_err(|e| rocks_error(&name, &path, e))
         })))
     }
+}
+
+impl StateStore for RocksDbKeyValueStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn persistent(&self) -> bool {
+        true
+    }
+    fn flush(&mut self) -> Result<()> {
+        if self.transactional {
+            return Ok(()); // nothing may reach the disk before the commit
+        }
+        self.db()?.flush_wal(true).map_err(|e| self.err(e))
+    }
+    fn close(&mut self) -> Result<()> {
+        if self.db.is_some() {
+            if !self.pending.is_empty() {
+                tracing::warn!(store = %self.name, writes = self.pending.len(),
+                    "closing with uncommitted writes; they are dropped");
+                self.pending.clear();
+            }
+            self.db()?.flush_wal(true).map_err(|e| self.err(e))?;
+            self.db = None;
+            self._reservation = None;
+        }
+        Ok(())
+    }
+    fn close_dirty(&mut self) -> Result<()> {
+        self.pending.clear();
+        self.db = None;
+        self._reservation = None;
+        Ok(())
+    }
+    fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        for record in records {
+            match &record.value {
+                Some(value) => batch.put(&record.key, value),
+                None => batch.delete(&record.key),
+            }
+        }
+        self.restored_unflushed = true;
+        self.db()?
+            .write_opt(batch, &restore_write_options())
+            .map_err(|e| self.err(e))
+    }
+    fn restore_complete(&mut self) -> Result<()> {
+        // Restored writes skipped the WAL: persist them in SST files.
+        self.db()?.flush().map_err(|e| self.err(e))?;
+        self.restored_unflushed = false;
+        Ok(())
+    }
+    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+        if self.restored_unflushed {
+            self.restore_complete()?;
+        }
+        if self.pending.is_empty()
+            && (changelog_offset.is_none() || changelog_offset == self.offset)
+        {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (key, value) in self.pending.iter() {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        if let Some(offset) = changelog_offset {
+            batch.put_cf(self.meta()?, OFFSET_KEY, offset.to_be_bytes());
+        }
+        self.db()?
+            .write_opt(batch, &write_options())
+            .map_err(|e| self.err(e))?;
+        self.pending.clear();
+        if changelog_offset.is_some() {
+            self.offset = changelog_offset;
+        }
+        Ok(())
+    }
+    fn committed_offset(&self) -> Result<Option<i64>> {
+        Ok(self.offset)
+    }
+    fn uncommitted_bytes(&self) -> usize {
+        self.pending.bytes()
+    }
+}
+
+impl KeyValueBytesStore for RocksDbKeyValueStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(pending) = self.pending.get(key) {
+            return Ok(pending.map(<[u8]>::to_vec));
+        }
+        self.db()?.get(key).map_err(|e| self.err(e))
+    }
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        if self.transactional {
+            self.db()?; // a closed store refuses writes in both modes
+            self.pending.put(key, Some(value));
+            return Ok(());
+        }
+        self.db()?
+            .put_opt(key, value, &write_options())
+            .map_err(|e| self.err(e))
+    }
+    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        if self.transactional {
+            self.db()?;
+            for (key, value) in entries {
+                self.pending.put(key, value.as_deref());
+            }
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (key, value) in entries {
+            match value {
+                Some(value) => batch.put(key, value),
+                None => batch.delete(key),
+            }
+        }
+        self.db()?
+            .write_opt(batch, &write_options())
+            .map_err(|e| self.err(e))
+    }
+    fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let old = self.get(key)?;
+        if old.is_some() {
+            if self.transactional {
+                self.pending.put(key, None);
+            } else {
+                self.db()?
+                    .delete_opt(key, &write_options())
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        Ok(old)
+    }
+    fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>> {
+        if let (Some(f), Some(t)) = (from, to) {
+            if f > t {
+                return Ok(Box::new(std::iter::empty()));
+            }
+        }
+        let stored = self.db_range(from, to)?;
+        if self.pending.is_empty() {
+            return Ok(stored);
+        }
+        let upper = to.map_or(Bound::Unbounded, Bound::Included);
+        Ok(Box::new(MergeIter::new(
+            self.pending.range(from, upper),
+            stored,
+        )))
+    }
     fn approximate_num_entries(&self) -> Result<u64> {
-        Ok(self
+        let stored = self
             .db()?
             .property_int_value("rocksdb.estimate-num-keys")
             .map_err(|e| self.err(e))?
-            .unwrap_or(0))
+            .unwrap_or(0);
+        Ok(stored + self.pending.len() as u64)
     }
 }

@@ -8,12 +8,21 @@
 //! So 64 stores (say, 16 tasks x 4 stores) fit the same budget as one, which is what Kafka
 //! Streams' per-store defaults cannot promise.
 //!
-//! # Durability
+//! # Durability and the committed offset
 //!
-//! Writes go to the write-ahead log without syncing it; [`flush`](crate::StateStore::flush) syncs
-//! the WAL, so once it returns every write before it survives a crash and a checkpoint written
-//! afterwards is safe. Restoration writes through the bulk path with the WAL off and flushes
-//! memtables once at the end ([`restore_complete`](crate::StateStore::restore_complete)).
+//! Each store records, inside its own database, the changelog offset it was last committed at
+//! ([`StateStore::commit`](crate::StateStore::commit)): a restart restores only the changelog from
+//! there. Writes go to the write-ahead log without syncing it (a killed process loses nothing the
+//! kernel has; after a power loss RocksDB recovers a consistent prefix of the log, so the offset
+//! never runs ahead of the data it describes); [`flush`](crate::StateStore::flush) syncs the WAL.
+//!
+//! A store opened *transactional* (exactly-once) keeps the writes of the open transaction in
+//! memory (an overlay that reads see) and applies them at the commit, in one write batch with the offset:
+//! the database never holds writes of a transaction that did not commit.
+//!
+//! Restoration writes through the bulk path with the WAL off and flushes memtables at the end
+//! ([`restore_complete`](crate::StateStore::restore_complete)), and before any offset is recorded
+//! after restored records.
 //!
 //! Window and session stores keep one column family per time segment, so expiring a segment is
 //! dropping a column family: its files are deleted without reading a record.
@@ -223,6 +232,26 @@ impl RocksDbMemory {
         options.set_max_background_jobs(2);
         options.set_max_total_wal_size(64 << 20);
         options
+    }
+}
+
+/// Where a store keeps its committed changelog offset (8 bytes, big-endian).
+pub(crate) const OFFSET_KEY: &[u8] = b"kstreams.changelog-offset";
+
+/// Reads a stored changelog offset; anything but 8 bytes is a corrupt store.
+pub(crate) fn decode_offset(store: &str, path: &Path, raw: Option<Vec<u8>>) -> Result<Option<i64>> {
+    match raw {
+        None => Ok(None),
+        Some(bytes) => match <[u8; 8]>::try_from(bytes.as_slice()) {
+            Ok(b) => Ok(Some(i64::from_be_bytes(b))),
+            Err(_) => Err(StoreError::CorruptCheckpoint {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "store `{store}` holds a committed changelog offset of {} bytes, not 8",
+                    bytes.len()
+                ),
+            }),
+        },
     }
 }
 

@@ -5,17 +5,26 @@
 //! When the observed stream time moves the retention floor past a segment, the whole column family
 //! is dropped. Keys inside a segment use the encodings of [`crate::keys`], so one key's entries are
 //! contiguous and ordered by time.
+//!
+//! In transactional mode (exactly-once) writes wait in an [`Overlay`] keyed by the encoded key, and
+//! so do segment creations and drops: the commit creates the segments the writes need, applies the
+//! writes, the observed stream time and the changelog offset in one batch, and only then drops the
+//! segments that expired. Until then expiry is logical: reads ignore anything below the retention
+//! floor of the observed stream time, pending writes included.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 use std::path::PathBuf;
 
 use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
 
 use super::{
-    ensure_dir, restore_write_options, rocks_error, write_options, Reservation, RocksDbMemory,
+    decode_offset, ensure_dir, restore_write_options, rocks_error, write_options, Reservation,
+    RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
 use crate::keys;
+use crate::overlay::{MergeIter, Overlay};
 use crate::store::{
     retention_floor, ChangelogRecord, SessionBytesStore, SessionIter, SessionWindow, StateStore,
     WindowBytesStore, WindowIter, WindowedKey, WindowedKeyValueIter,
@@ -25,6 +34,9 @@ use crate::store::{
 const OBSERVED_KEY: &[u8] = b"kstreams.observed-stream-time";
 const SEGMENT_PREFIX: &str = "segment.";
 
+/// The time an encoded key belongs to (window start, or session end).
+type TimeOf = fn(&[u8]) -> Option<i64>;
+
 /// The segment bookkeeping shared by window and session stores.
 struct Segments {
     name: String,
@@ -33,8 +45,18 @@ struct Segments {
     options: Options,
     interval: i64,
     retention: i64,
+    /// The observed stream time, pending writes included.
     observed: i64,
+    /// Segments that exist in the database.
     live: BTreeSet<i64>,
+    time_of: TimeOf,
+    /// Whether writes wait in `pending` until a commit (exactly-once).
+    transactional: bool,
+    pending: Overlay,
+    /// The changelog offset recorded by the last commit.
+    offset: Option<i64>,
+    /// Restored records not in SST files yet (written without the WAL).
+    restored_unflushed: bool,
     _reservation: Option<Reservation>,
 }
 
@@ -43,8 +65,9 @@ impl Segments {
         name: String,
         path: PathBuf,
         memory: &RocksDbMemory,
-        retention: i64,
-        interval: i64,
+        (retention, interval): (i64, i64),
+        time_of: TimeOf,
+        transactional: bool,
     ) -> Result<Self> {
         if retention < 0 || interval <= 0 {
             return Err(StoreError::Config {
@@ -81,6 +104,12 @@ impl Segments {
                 })?),
                 None => i64::MIN,
             };
+        let offset = {
+            let raw = db
+                .get(OFFSET_KEY)
+                .map_err(|e| rocks_error(&name, &path, e))?;
+            decode_offset(&name, &path, raw)?
+        };
         Ok(Segments {
             name,
             path,
@@ -90,6 +119,11 @@ impl Segments {
             retention,
             observed,
             live,
+            time_of,
+            transactional,
+            pending: Overlay::default(),
+            offset,
+            restored_unflushed: false,
             _reservation: Some(reservation),
         })
     }
@@ -116,13 +150,22 @@ impl Segments {
         retention_floor(self.observed, self.retention)
     }
 
-    /// Moves the observed stream time to at least `time` and drops segments that fell below the
-    /// retention floor.
+    /// Moves the observed stream time to at least `time` and, unless the store is
+    /// transactional (the commit does it then), drops segments that fell below the retention
+    /// floor.
     fn advance_to(&mut self, time: i64) -> Result<()> {
         if time <= self.observed {
             return Ok(());
         }
         self.observed = time;
+        if self.transactional {
+            return Ok(());
+        }
+        self.drop_expired()
+    }
+
+    /// Drops the segments below the retention floor.
+    fn drop_expired(&mut self) -> Result<()> {
         let min_live = self.segment_of(self.floor());
         let expired: Vec<i64> = self.live.range(..min_live).copied().collect();
         for id in expired {
@@ -193,10 +236,40 @@ impl Segments {
             }))
     }
 
+    /// Entries with `lower <= key < upper` whose time is in `[from, to]`, from the database's
+    /// segments and the pending writes, in key order. Within one key's entries (and the bounds of
+    /// callers keep to one key or scan everything) key order is time order.
+    fn scan_merged(
+        &self,
+        (from, to): (i64, i64),
+        lower: &[u8],
+        upper: Option<Vec<u8>>,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut stored = Vec::new();
+        for id in self.segments_between(from, to) {
+            stored.extend(self.scan(id, lower, upper.clone())?);
+        }
+        if self.pending.is_empty() {
+            return stored.into_iter().collect();
+        }
+        let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+        let in_time = |k: &[u8]| (self.time_of)(k).is_some_and(|t| (from..=to).contains(&t));
+        let pending = self
+            .pending
+            .range(Some(lower), upper)
+            .filter(|(k, _)| in_time(k));
+        MergeIter::new(pending, stored.into_iter()).collect()
+    }
+
     fn write(&mut self, time: i64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
+        self.db()?; // a closed store refuses writes in both modes
         self.advance_to(time)?;
         if time < self.floor() {
             tracing::trace!(store = %self.name, time, "dropping a write to an expired segment");
+            return Ok(());
+        }
+        if self.transactional {
+            self.pending.put(key, value);
             return Ok(());
         }
         match value {
@@ -221,8 +294,14 @@ impl Segments {
     }
 
     fn get(&self, time: i64, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if time < self.floor() {
+            return Ok(None);
+        }
+        if let Some(pending) = self.pending.get(key) {
+            return Ok(pending.map(<[u8]>::to_vec));
+        }
         let id = self.segment_of(time);
-        if time < self.floor() || !self.live.contains(&id) {
+        if !self.live.contains(&id) {
             return Ok(None);
         }
         self.db()?
@@ -232,15 +311,10 @@ impl Segments {
 
     /// Applies changelog records whose time `time_of` extracts; records that the batch's own
     /// stream time expires are skipped, which leaves the same state as applying them one by one.
-    fn restore(
-        &mut self,
-        records: &[ChangelogRecord],
-        time_of: impl Fn(&[u8]) -> Option<i64>,
-        kind: &str,
-    ) -> Result<()> {
+    fn restore(&mut self, records: &[ChangelogRecord], kind: &str) -> Result<()> {
         let mut times = Vec::with_capacity(records.len());
         for record in records {
-            let time = time_of(&record.key).ok_or_else(|| StoreError::CorruptChangelog {
+            let time = (self.time_of)(&record.key).ok_or_else(|| StoreError::CorruptChangelog {
                 store: self.name.clone(),
                 offset: record.offset,
                 reason: format!(
@@ -259,6 +333,7 @@ impl Segments {
                 self.segment_for_write(*time)?;
             }
         }
+        self.restored_unflushed = true;
         let mut batch = WriteBatch::default();
         for (record, time) in records.iter().zip(times) {
             if time < floor {
@@ -286,6 +361,9 @@ impl Segments {
     }
 
     fn flush(&mut self) -> Result<()> {
+        if self.transactional {
+            return Ok(()); // nothing may reach the disk before the commit
+        }
         self.persist_observed()?;
         self.db()?.flush_wal(true).map_err(|e| self.err(e))
     }
@@ -297,16 +375,76 @@ impl Segments {
         for id in &self.live {
             db.flush_cf(self.handle(*id)?).map_err(|e| self.err(e))?;
         }
+        self.restored_unflushed = false;
         Ok(())
+    }
+
+    /// Applies the pending writes, the observed stream time and `offset` in one batch, then
+    /// drops expired segments.
+    fn commit(&mut self, offset: Option<i64>) -> Result<()> {
+        if self.restored_unflushed {
+            self.flush_memtables()?;
+        }
+        let pending: BTreeMap<Vec<u8>, Option<Vec<u8>>> = self.pending.take();
+        let floor = self.floor();
+        let mut writes = Vec::with_capacity(pending.len());
+        for (key, value) in pending {
+            let time = (self.time_of)(&key).ok_or_else(|| StoreError::Config {
+                store: self.name.clone(),
+                reason: format!("a pending write has a malformed key ({} bytes)", key.len()),
+            })?;
+            if time < floor {
+                continue; // expired while the transaction was open
+            }
+            if value.is_some() {
+                self.segment_for_write(time)?;
+            } else if !self.live.contains(&self.segment_of(time)) {
+                continue; // a deletion in a segment that never held data
+            }
+            writes.push((self.segment_of(time), key, value));
+        }
+        let mut batch = WriteBatch::default();
+        for (id, key, value) in &writes {
+            let cf = self.handle(*id)?;
+            match value {
+                Some(value) => batch.put_cf(cf, key, value),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        batch.put(OBSERVED_KEY, self.observed.to_be_bytes());
+        if let Some(offset) = offset {
+            batch.put(OFFSET_KEY, offset.to_be_bytes());
+        }
+        self.db()?
+            .write_opt(batch, &write_options())
+            .map_err(|e| self.err(e))?;
+        if offset.is_some() {
+            self.offset = offset;
+        }
+        self.drop_expired()
     }
 
     fn close(&mut self) -> Result<()> {
         if self.db.is_some() {
-            self.flush()?;
+            if !self.pending.is_empty() {
+                tracing::warn!(store = %self.name, writes = self.pending.len(),
+                    "closing with uncommitted writes; they are dropped");
+                self.pending.clear();
+            }
+            if !self.transactional {
+                self.persist_observed()?;
+            }
+            self.db()?.flush_wal(true).map_err(|e| self.err(e))?;
             self.db = None;
             self._reservation = None;
         }
         Ok(())
+    }
+
+    fn close_dirty(&mut self) {
+        self.pending.clear();
+        self.db = None;
+        self._reservation = None;
     }
 }
 
@@ -340,13 +478,48 @@ impl RocksDbWindowStore {
         retention_ms: i64,
         segment_interval_ms: i64,
     ) -> Result<Self> {
+        Self::open_with(
+            name,
+            path,
+            memory,
+            (retention_ms, segment_interval_ms),
+            false,
+        )
+    }
+
+    /// Opens the store in transactional mode: writes (and segment drops) wait until
+    /// [`StateStore::commit`]; see [`crate::rocks`].
+    pub fn open_transactional(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+        segment_interval_ms: i64,
+    ) -> Result<Self> {
+        Self::open_with(
+            name,
+            path,
+            memory,
+            (retention_ms, segment_interval_ms),
+            true,
+        )
+    }
+
+    fn open_with(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        times: (i64, i64),
+        transactional: bool,
+    ) -> Result<Self> {
         Ok(RocksDbWindowStore {
             segments: Segments::open(
                 name.into(),
                 path.into(),
                 memory,
-                retention_ms,
-                segment_interval_ms,
+                times,
+                |k| keys::decode_window_key(k).map(|w| w.start),
+                transactional,
             )?,
         })
     }
@@ -371,14 +544,23 @@ impl StateStore for RocksDbWindowStore {
         self.segments.close()
     }
     fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.segments.restore(
-            records,
-            |k| keys::decode_window_key(k).map(|w| w.start),
-            "window",
-        )
+        self.segments.restore(records, "window")
     }
     fn restore_complete(&mut self) -> Result<()> {
         self.segments.flush_memtables()
+    }
+    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+        self.segments.commit(changelog_offset)
+    }
+    fn committed_offset(&self) -> Result<Option<i64>> {
+        Ok(self.segments.offset)
+    }
+    fn close_dirty(&mut self) -> Result<()> {
+        self.segments.close_dirty();
+        Ok(())
+    }
+    fn uncommitted_bytes(&self) -> usize {
+        self.segments.pending.bytes()
     }
 }
 
@@ -393,33 +575,32 @@ impl WindowBytesStore for RocksDbWindowStore {
     }
     fn fetch_range(&self, key: &[u8], time_from: i64, time_to: i64) -> Result<WindowIter<'_>> {
         let from = time_from.max(self.segments.floor());
+        if from > time_to {
+            return Ok(Box::new(std::iter::empty()));
+        }
         let lower = keys::window_key(key, from);
         let mut upper = keys::window_key(key, time_to);
         upper.push(0);
-        let mut out = Vec::new();
-        for id in self.segments.segments_between(from, time_to) {
-            for item in self.segments.scan(id, &lower, Some(upper.clone()))? {
-                let (k, v) = item?;
-                if let Some(wk) = keys::decode_window_key(&k) {
-                    out.push(Ok((wk.start, v)));
-                }
-            }
-        }
+        let out: Vec<_> = self
+            .segments
+            .scan_merged((from, time_to), &lower, Some(upper))?
+            .into_iter()
+            .filter_map(|(k, v)| keys::decode_window_key(&k).map(|wk| Ok((wk.start, v))))
+            .collect();
         Ok(Box::new(out.into_iter()))
     }
     fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<WindowedKeyValueIter<'_>> {
         let from = time_from.max(self.segments.floor());
-        let mut out: Vec<(WindowedKey, Vec<u8>)> = Vec::new();
-        for id in self.segments.segments_between(from, time_to) {
-            for item in self.segments.scan(id, &[], None)? {
-                let (k, v) = item?;
-                if let Some(wk) = keys::decode_window_key(&k) {
-                    if (from..=time_to).contains(&wk.start) {
-                        out.push((wk, v));
-                    }
-                }
-            }
+        if from > time_to {
+            return Ok(Box::new(std::iter::empty()));
         }
+        let mut out: Vec<(WindowedKey, Vec<u8>)> = self
+            .segments
+            .scan_merged((from, time_to), &[], None)?
+            .into_iter()
+            .filter_map(|(k, v)| keys::decode_window_key(&k).map(|wk| (wk, v)))
+            .filter(|(wk, _)| (from..=time_to).contains(&wk.start))
+            .collect();
         out.sort_by(|(a, _), (b, _)| (a.start, &a.key).cmp(&(b.start, &b.key)));
         Ok(Box::new(out.into_iter().map(Ok)))
     }
@@ -456,13 +637,48 @@ impl RocksDbSessionStore {
         retention_ms: i64,
         segment_interval_ms: i64,
     ) -> Result<Self> {
+        Self::open_with(
+            name,
+            path,
+            memory,
+            (retention_ms, segment_interval_ms),
+            false,
+        )
+    }
+
+    /// Opens the store in transactional mode: writes (and segment drops) wait until
+    /// [`StateStore::commit`]; see [`crate::rocks`].
+    pub fn open_transactional(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        retention_ms: i64,
+        segment_interval_ms: i64,
+    ) -> Result<Self> {
+        Self::open_with(
+            name,
+            path,
+            memory,
+            (retention_ms, segment_interval_ms),
+            true,
+        )
+    }
+
+    fn open_with(
+        name: impl Into<String>,
+        path: impl Into<PathBuf>,
+        memory: &RocksDbMemory,
+        times: (i64, i64),
+        transactional: bool,
+    ) -> Result<Self> {
         Ok(RocksDbSessionStore {
             segments: Segments::open(
                 name.into(),
                 path.into(),
                 memory,
-                retention_ms,
-                segment_interval_ms,
+                times,
+                |k| keys::decode_session_key(k).map(|s| s.window.end),
+                transactional,
             )?,
         })
     }
@@ -482,14 +698,23 @@ impl StateStore for RocksDbSessionStore {
         self.segments.close()
     }
     fn restore_batch(&mut self, records: &[ChangelogRecord]) -> Result<()> {
-        self.segments.restore(
-            records,
-            |k| keys::decode_session_key(k).map(|s| s.window.end),
-            "session",
-        )
+        self.segments.restore(records, "session")
     }
     fn restore_complete(&mut self) -> Result<()> {
         self.segments.flush_memtables()
+    }
+    fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
+        self.segments.commit(changelog_offset)
+    }
+    fn committed_offset(&self) -> Result<Option<i64>> {
+        Ok(self.segments.offset)
+    }
+    fn close_dirty(&mut self) -> Result<()> {
+        self.segments.close_dirty();
+        Ok(())
+    }
+    fn uncommitted_bytes(&self) -> usize {
+        self.segments.pending.bytes()
     }
 }
 
@@ -504,17 +729,14 @@ impl SessionBytesStore for RocksDbSessionStore {
         let mut lower = keys::entries_of_key(key);
         lower.extend_from_slice(&keys::encode_time(from_end));
         let upper = crate::store::prefix_upper_bound(&keys::entries_of_key(key));
-        let mut out = Vec::new();
-        for id in self.segments.segments_between(from_end, i64::MAX) {
-            for item in self.segments.scan(id, &lower, upper.clone())? {
-                let (k, v) = item?;
-                if let Some(sk) = keys::decode_session_key(&k) {
-                    if sk.key == key && sk.window.start <= latest_session_start {
-                        out.push(Ok((sk, v)));
-                    }
-                }
-            }
-        }
+        let out: Vec<_> = self
+            .segments
+            .scan_merged((from_end, i64::MAX), &lower, upper)?
+            .into_iter()
+            .filter_map(|(k, v)| keys::decode_session_key(&k).map(|sk| (sk, v)))
+            .filter(|(sk, _)| sk.key == key && sk.window.start <= latest_session_start)
+            .map(Ok)
+            .collect();
         Ok(Box::new(out.into_iter()))
     }
     fn fetch_session(&self, key: &[u8], window: SessionWindow) -> Result<Option<Vec<u8>>> {

@@ -1,27 +1,34 @@
 //! [`KafkaStreams`]: a topology running on Kafka, in as many stream threads as configured.
+//!
+//! The instance supervises its stream threads. A thread recovers on its own from the faults it
+//! expects (see `runtime::recovery`); one that fails with an error no retry can fix is handed to
+//! the uncaught exception handler ([`KafkaStreams::set_uncaught_exception_handler`]), whose
+//! answer replaces the thread, stops this instance (the default, ending in
+//! [`State::Error`]), or stops every instance of the application.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
 use state_stores::cache::CacheBudget;
-use state_stores::state_dir::StateDirectory;
+use state_stores::state_dir::{ProcessClaim, StateDirectory};
 use state_stores::RocksDbMemory;
 
-use crate::config::{ProcessingGuarantee, ResolvedConfig, StreamsConfig};
+use crate::config::{
+    ProcessingGuarantee, ResolvedConfig, StreamsConfig, EOS_TRANSACTION_TIMEOUT_MS,
+};
 use crate::error::{Result, StreamsError};
+use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 
 /// How long librdkafka waits before fetching again for a partition whose local queue was full.
 /// Its default (1 s) stalls a thread that drains a full queue, which restoration and catch-up
 /// do all the time; a re-check every 10 ms costs nothing measurable.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
-use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
+use crate::runtime::control;
 use crate::runtime::state::{State, StateCell, StateListener};
 use crate::runtime::thread::{self, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
-use crate::task::TaskEnv;
 use crate::topology::Topology;
 
 struct Inner {
@@ -31,9 +38,21 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutdown: Arc<AtomicBool>,
     metrics: Mutex<Vec<Arc<Mutex<ThreadMetrics>>>>,
-    process_id: String,
     /// Group membership changes by this instance's threads; see `handoff`.
     membership_changes: Arc<std::sync::atomic::AtomicU64>,
+    handler: Mutex<Option<UncaughtExceptionHandler>>,
+    /// What a started instance holds; `None` before `start`.
+    running: Mutex<Option<Running>>,
+}
+
+/// What a started instance shares among its threads (and their replacements).
+struct Running {
+    state_dir: StateDirectory,
+    rocksdb: RocksDbMemory,
+    /// The process identity (in transactional ids), held for the instance's life.
+    claim: ProcessClaim,
+    /// Stream threads alive; the last to end settles the final state.
+    live: Arc<AtomicUsize>,
 }
 
 /// A Kafka Streams application instance: runs a [`Topology`] on Kafka.
@@ -114,10 +133,44 @@ impl KafkaStreams {
                 threads: Mutex::new(Vec::new()),
                 shutdown: Arc::new(AtomicBool::new(false)),
                 metrics: Mutex::new(Vec::new()),
-                process_id: process_id(),
                 membership_changes: Arc::default(),
+                handler: Mutex::new(None),
+                running: Mutex::new(None),
             }),
         })
+    }
+
+    /// Sets what happens after a stream thread fails with an error it cannot recover from; see
+    /// [`StreamThreadExceptionResponse`]. Without one, the instance shuts down (ending in
+    /// [`State::Error`]). Set it before [`start`](Self::start): with a handler, instances also
+    /// watch the application's control topic, through which
+    /// [`ShutdownApplication`](StreamThreadExceptionResponse::ShutdownApplication) reaches them.
+    ///
+    /// ```
+    /// use streams_core::handlers::StreamThreadExceptionResponse;
+    /// # use streams_core::{KafkaStreams, StreamsConfig, TopologyBuilder};
+    /// # use streams_core::topology::SourceSpec;
+    /// # use state_stores::Serdes;
+    /// # let mut b = TopologyBuilder::new();
+    /// # b.add_source("in", &["t"], SourceSpec::new(Serdes::string(), Serdes::string())).unwrap();
+    /// # let config = StreamsConfig::new("app").set("bootstrap.servers", "127.0.0.1:9");
+    /// let streams = KafkaStreams::new(b.build().unwrap(), config).unwrap();
+    /// streams.set_uncaught_exception_handler(|error| {
+    ///     eprintln!("a stream thread failed: {error}");
+    ///     StreamThreadExceptionResponse::ReplaceThread
+    /// }).unwrap();
+    /// ```
+    pub fn set_uncaught_exception_handler(
+        &self,
+        handler: impl Fn(&StreamsError) -> StreamThreadExceptionResponse + Send + Sync + 'static,
+    ) -> Result<()> {
+        if self.state() != State::Created {
+            return Err(StreamsError::Fatal(
+                "set the uncaught exception handler before start()".into(),
+            ));
+        }
+        *self.inner.handler.lock().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(handler));
+        Ok(())
     }
 
     /// The current state.
@@ -174,10 +227,6 @@ impl KafkaStreams {
         }
     }
 
-    fn client(&self, extra: &std::collections::BTreeMap<String, String>) -> Result<ClientConfig> {
-        topics::client_config(&self.inner.config, extra)
-    }
-
     /// Checks that the source topics exist, creates internal topics, and starts the stream
     /// threads. The instance is Rebalancing until every thread runs its tasks. Blocks while it
     /// talks to the brokers (seconds at most).
@@ -190,7 +239,12 @@ impl KafkaStreams {
             )));
         }
         let started = Instant::now();
-        let plan = match topics::prepare(&inner.topology, &inner.config) {
+        let watch_control = inner
+            .handler
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some();
+        let plan = match topics::prepare(&inner.topology, &inner.config, watch_control) {
             Ok(plan) => plan,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");
@@ -198,59 +252,35 @@ impl KafkaStreams {
             }
         };
         let state_dir = StateDirectory::new(&inner.config.state_dir, &inner.config.application_id)?;
+        let claim = state_dir.claim_process(&process_id())?;
         let rocksdb = RocksDbMemory::new(inner.config.rocksdb_memory_bytes)?;
         let threads = inner.config.num_stream_threads;
+        *inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
+            state_dir,
+            rocksdb,
+            claim,
+            live: Arc::new(AtomicUsize::new(threads)),
+        });
+        *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
+            .map(|_| Arc::new(Mutex::new(ThreadMetrics::default())))
+            .collect();
         inner.state.set_threads(threads);
         inner.state.transition(State::Rebalancing);
-        let live = Arc::new(AtomicUsize::new(threads));
-        let mut handles = Vec::with_capacity(threads);
-        let mut metrics = Vec::with_capacity(threads);
-        for index in 0..threads {
-            let setup = self.thread_setup(index, &state_dir, &rocksdb)?;
-            metrics.push(setup.metrics.clone());
-            let (state, shutdown, live) =
-                (inner.state.clone(), inner.shutdown.clone(), live.clone());
-            let name = setup.name.clone();
-            let handle = std::thread::Builder::new()
-                .name(name.clone())
-                .spawn(move || {
-                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        thread::run(setup)
-                    }));
-                    let error = match result {
-                        Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e),
-                        Err(panic) => Some(StreamsError::Fatal(format!(
-                            "stream thread {name} panicked: {}",
-                            panic
-                                .downcast_ref::<String>()
-                                .map(String::as_str)
-                                .or_else(|| panic.downcast_ref::<&str>().copied())
-                                .unwrap_or("(no message)")
-                        ))),
-                    };
-                    if let Some(e) = error {
-                        state.fail(e);
-                        // One failed thread stops the instance: no silent half-running app.
-                        shutdown.store(true, Ordering::Relaxed);
-                    }
-                    if live.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        match state.get() {
-                            State::PendingError => {
-                                state.transition(State::Error);
-                            }
-                            State::PendingShutdown => {
-                                state.transition(State::NotRunning);
-                            }
-                            _ => {}
-                        }
-                    }
-                })
-                .map_err(|e| StreamsError::Fatal(format!("spawning a stream thread: {e}")))?;
-            handles.push(handle);
+        if watch_control {
+            let watcher =
+                control::watch(&inner.config, inner.state.clone(), inner.shutdown.clone())?;
+            inner
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(watcher);
         }
-        *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = metrics;
-        *inner.threads.lock().unwrap_or_else(|p| p.into_inner()) = handles;
+        for index in 0..threads {
+            if let Err(e) = spawn_thread(inner, index) {
+                inner.shutdown.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+        }
         tracing::info!(
             application = %inner.config.application_id,
             threads,
@@ -261,120 +291,6 @@ impl KafkaStreams {
         Ok(())
     }
 
-    fn thread_setup(
-        &self,
-        index: usize,
-        state_dir: &StateDirectory,
-        rocksdb: &RocksDbMemory,
-    ) -> Result<ThreadSetup> {
-        let inner = &self.inner;
-        let c = &inner.config;
-        let app = &c.application_id;
-        let name = format!("{app}-StreamThread-{}", index + 1);
-        let exactly_once = c.guarantee == ProcessingGuarantee::ExactlyOnceV2;
-
-        let mut consumer = self.client(&std::collections::BTreeMap::new())?;
-        consumer
-            .set("group.id", app)
-            .set("client.id", format!("{name}-consumer"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", &c.auto_offset_reset)
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-            .set(
-                "isolation.level",
-                if exactly_once {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            );
-        if c.consumer_group_protocol() {
-            consumer
-                .set("group.protocol", "consumer")
-                .set("group.remote.assignor", "range");
-        } else {
-            consumer.set("partition.assignment.strategy", "range");
-        }
-        for (k, v) in &c.consumer {
-            consumer.set(k, v);
-        }
-
-        let mut restore = self.client(&std::collections::BTreeMap::new())?;
-        restore
-            .set("group.id", format!("{app}-restore"))
-            .set("client.id", format!("{name}-restore-consumer"))
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
-            .set(
-                "isolation.level",
-                if exactly_once {
-                    "read_committed"
-                } else {
-                    "read_uncommitted"
-                },
-            );
-        for (k, v) in &c.consumer {
-            if !k.starts_with("group.") {
-                restore.set(k, v);
-            }
-        }
-
-        let mut producer = self.client(&std::collections::BTreeMap::new())?;
-        producer
-            .set("client.id", format!("{name}-producer"))
-            // Kafka's Java default partitioner, so keys land where JVM producers put them.
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "10")
-            .set("enable.idempotence", "true");
-        if exactly_once {
-            producer.set(
-                "transactional.id",
-                format!("{app}-{}-{}", inner.process_id, index + 1),
-            );
-        }
-        for (k, v) in &c.producer {
-            producer.set(k, v);
-        }
-        let producer = Arc::new(StreamsProducer::new(
-            &producer,
-            c.guarantee,
-            c.production.clone(),
-            format!("{name}-producer"),
-        )?);
-
-        let env = TaskEnv {
-            application_id: app.as_str().into(),
-            defaults: c.defaults.clone(),
-            collector: Arc::new(KafkaRecordCollector {
-                producer: producer.clone(),
-            }),
-            state_dir: state_dir.clone(),
-            rocksdb: rocksdb.clone(),
-            // The record cache budget is shared out among the threads.
-            cache: CacheBudget::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
-            deserialization: c.deserialization.clone(),
-            timestamps: c.timestamps.clone(),
-            wall_clock_ms: 0,
-        };
-        Ok(ThreadSetup {
-            index,
-            name,
-            topology: inner.topology.clone(),
-            config: c.clone(),
-            env,
-            consumer,
-            restore_consumer: restore,
-            producer,
-            state: inner.state.clone(),
-            shutdown: inner.shutdown.clone(),
-            metrics: Arc::new(Mutex::new(ThreadMetrics::default())),
-            membership_changes: inner.membership_changes.clone(),
-        })
-    }
-
     /// Starts without blocking an async runtime's worker threads.
     pub async fn start_async(&self) -> Result<()> {
         let me = self.clone();
@@ -383,8 +299,8 @@ impl KafkaStreams {
             .map_err(|e| StreamsError::Fatal(format!("the start task failed: {e}")))?
     }
 
-    /// Shuts down gracefully: every thread commits, closes its tasks (writing checkpoints) and
-    /// leaves the group. Returns whether all threads stopped within `timeout`.
+    /// Shuts down gracefully: every thread commits, closes its tasks (their stores record the
+    /// changelog offsets they reached) and leaves the group. Returns whether all threads stopped within `timeout`.
     pub fn close(&self, timeout: Duration) -> bool {
         let inner = &self.inner;
         let state = inner.state.get();
@@ -396,18 +312,25 @@ impl KafkaStreams {
         inner.state.transition(State::PendingShutdown);
         inner.shutdown.store(true, Ordering::Relaxed);
         let deadline = Instant::now() + timeout;
-        let mut handles =
-            std::mem::take(&mut *inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
-        while !handles.is_empty() && Instant::now() < deadline {
+        let mut handles = Vec::new();
+        loop {
+            // A thread being replaced right now adds its successor's handle: take them all.
+            handles.append(&mut *inner.threads.lock().unwrap_or_else(|p| p.into_inner()));
             let (done, pending): (Vec<_>, Vec<_>) =
                 handles.into_iter().partition(|h| h.is_finished());
             for h in done {
                 let _ = h.join();
             }
             handles = pending;
-            if !handles.is_empty() {
-                std::thread::sleep(Duration::from_millis(20));
+            let others = !inner
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty();
+            if (handles.is_empty() && !others) || Instant::now() >= deadline {
+                break;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
         let stopped = handles.is_empty();
         if !stopped {
@@ -454,6 +377,232 @@ impl KafkaStreams {
         tracing::info!(dir = %dir.path().display(), "local state deleted");
         Ok(())
     }
+}
+
+/// Starts stream thread `index`; its body hands a failure to [`thread_failed`].
+fn spawn_thread(inner: &Arc<Inner>, index: usize) -> Result<()> {
+    let setup = thread_setup(inner, index)?;
+    let name = setup.name.clone();
+    let weak = Arc::downgrade(inner);
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| thread::run(setup)));
+            let error = match result {
+                Ok(Ok(())) => None,
+                Ok(Err(e)) => Some(e),
+                Err(panic) => Some(StreamsError::Fatal(format!(
+                    "stream thread {name} panicked: {}",
+                    crate::task::panic_message(panic.as_ref())
+                ))),
+            };
+            thread_ended(&weak, index, error);
+        })
+        .map_err(|e| StreamsError::Fatal(format!("spawning a stream thread: {e}")))?;
+    inner
+        .threads
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(handle);
+    Ok(())
+}
+
+/// A stream thread ended, with `error` if it failed: ask the handler, and settle the state when
+/// the last thread is gone.
+fn thread_ended(weak: &Weak<Inner>, index: usize, error: Option<StreamsError>) {
+    let Some(inner) = weak.upgrade() else {
+        return;
+    };
+    if let Some(e) = error {
+        if thread_failed(&inner, index, e) {
+            return; // replaced: the count of live threads is unchanged
+        }
+    }
+    let live = inner
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .map(|r| r.live.clone());
+    if live.is_some_and(|live| live.fetch_sub(1, Ordering::AcqRel) == 1) {
+        match inner.state.get() {
+            State::PendingError => {
+                inner.state.transition(State::Error);
+            }
+            State::PendingShutdown => {
+                inner.state.transition(State::NotRunning);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Applies the uncaught exception handler to a failed thread; returns whether it was replaced.
+fn thread_failed(inner: &Arc<Inner>, index: usize, error: StreamsError) -> bool {
+    let handler = inner
+        .handler
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let response = match handler {
+        Some(h) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(&error)))
+            .unwrap_or_else(|_| {
+                tracing::error!(
+                    "the uncaught exception handler panicked; shutting down the client"
+                );
+                StreamThreadExceptionResponse::ShutdownClient
+            }),
+        None => StreamThreadExceptionResponse::ShutdownClient,
+    };
+    let stopping = inner.shutdown.load(Ordering::Relaxed);
+    tracing::error!(thread = index + 1, %error, ?response, "stream thread failed");
+    match response {
+        StreamThreadExceptionResponse::ReplaceThread if !stopping => {
+            match spawn_thread(inner, index) {
+                Ok(()) => {
+                    tracing::warn!(thread = index + 1, "stream thread replaced");
+                    return true;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "replacing the stream thread failed");
+                }
+            }
+        }
+        StreamThreadExceptionResponse::ShutdownApplication => {
+            let from = inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|r| r.claim.id().to_owned())
+                .unwrap_or_default();
+            if let Err(e) = control::request_shutdown(&inner.config, &from, &error.to_string()) {
+                tracing::error!(error = %e, "asking the other instances to shut down failed");
+            }
+        }
+        _ => {}
+    }
+    inner.state.fail(error);
+    // One failed thread stops the instance: no silent half-running app.
+    inner.shutdown.store(true, Ordering::Relaxed);
+    false
+}
+
+/// The settings of stream thread `index`: its clients and its tasks' environment.
+fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
+    let c = &inner.config;
+    let app = &c.application_id;
+    let name = format!("{app}-StreamThread-{}", index + 1);
+    let exactly_once = c.guarantee == ProcessingGuarantee::ExactlyOnceV2;
+    let none = std::collections::BTreeMap::new();
+    let (state_dir, rocksdb, process) = {
+        let running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
+        let r = running
+            .as_ref()
+            .ok_or_else(|| StreamsError::Fatal("the instance is not started".into()))?;
+        (
+            r.state_dir.clone(),
+            r.rocksdb.clone(),
+            r.claim.id().to_owned(),
+        )
+    };
+
+    let mut consumer = topics::client_config(c, &none)?;
+    consumer
+        .set("group.id", app)
+        .set("client.id", format!("{name}-consumer"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", &c.auto_offset_reset)
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set(
+            "isolation.level",
+            if exactly_once {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        );
+    if c.consumer_group_protocol() {
+        consumer
+            .set("group.protocol", "consumer")
+            .set("group.remote.assignor", "range");
+    } else {
+        consumer.set("partition.assignment.strategy", "range");
+    }
+    // Settings the guarantee rests on are refused by the configuration's validation, so
+    // these cannot replace any of the above.
+    for (k, v) in &c.consumer {
+        consumer.set(k, v);
+    }
+
+    let mut restore = topics::client_config(c, &none)?;
+    for (k, v) in &c.consumer {
+        if !k.starts_with("group.") {
+            restore.set(k, v);
+        }
+    }
+    restore
+        .set("group.id", format!("{app}-restore"))
+        .set("client.id", format!("{name}-restore-consumer"))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        .set(
+            "isolation.level",
+            if exactly_once {
+                "read_committed"
+            } else {
+                "read_uncommitted"
+            },
+        );
+
+    let mut producer = topics::client_config(c, &none)?;
+    producer
+        .set("client.id", format!("{name}-producer"))
+        // Kafka's Java default partitioner, so keys land where JVM producers put them.
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "10");
+    if exactly_once {
+        producer.set(
+            "transaction.timeout.ms",
+            EOS_TRANSACTION_TIMEOUT_MS.to_string(),
+        );
+    }
+    for (k, v) in &c.producer {
+        producer.set(k, v);
+    }
+    producer.set("enable.idempotence", "true");
+    if exactly_once {
+        producer.set("transactional.id", format!("{app}-{process}-{}", index + 1));
+    }
+
+    let metrics = inner
+        .metrics
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(index)
+        .cloned()
+        .unwrap_or_default();
+    Ok(ThreadSetup {
+        index,
+        name,
+        topology: inner.topology.clone(),
+        config: c.clone(),
+        state_dir,
+        rocksdb,
+        // The record cache budget is shared out among the threads.
+        cache: CacheBudget::new(c.cache_max_bytes / c.num_stream_threads.max(1)),
+        consumer,
+        restore_consumer: restore,
+        producer,
+        state: inner.state.clone(),
+        shutdown: inner.shutdown.clone(),
+        metrics,
+        membership_changes: inner.membership_changes.clone(),
+    })
 }
 
 impl Drop for Inner {

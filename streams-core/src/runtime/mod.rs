@@ -3,17 +3,22 @@
 //! - [`kafka_streams`] holds the instance: start (topic checks and creation), state, close,
 //!   cleanup, metrics;
 //! - [`state`] holds the instance's state machine;
-//! - `thread` has the stream thread's loop and its rebalance handling;
+//! - `thread` has the stream thread: its loop, rebalance handling, task lifecycle and commit
+//!   protocol;
 //! - `handoff` lets a thread's siblings pick up partitions it released;
 //! - `restore` rebuilds stores from changelogs;
 //! - `client_log` forwards librdkafka's logs to `tracing`;
-//! - `producer` owns the producer's lifecycle (the commit path for both guarantees);
+//! - `control` carries application-wide shutdown requests between instances;
+//! - `producer` owns the producer's lifecycle (the transaction of each commit);
+//! - `recovery` decides which failures a thread recovers from and which end it;
 //! - `topics` checks source topics and creates internal ones.
 
 pub(crate) mod client_log;
+pub(crate) mod control;
 pub(crate) mod handoff;
 pub mod kafka_streams;
 pub(crate) mod producer;
+pub(crate) mod recovery;
 pub(crate) mod restore;
 pub mod state;
 pub(crate) mod thread;

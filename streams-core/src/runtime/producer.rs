@@ -3,9 +3,15 @@
 //! transaction around each commit.
 //!
 //! Delivery reports feed two things: the offset of the last record delivered to each partition
-//! (changelog offsets become checkpoints) and failed deliveries, which the production handler
-//! judges at the next check. A full local queue is backpressure: `send` waits for room rather
-//! than dropping the record.
+//! (changelog offsets become the offsets stores are committed at) and failed deliveries, which the
+//! production handler judges at the next check. A full local queue is backpressure: `send` waits
+//! for room rather than dropping the record.
+//!
+//! Transaction calls that fail with a retriable error (a timeout, a coordinator moving) are
+//! retried with backoff for up to [`RETRY_BUDGET`]. Other failures come back classified, for the
+//! thread's recovery ([`crate::runtime::recovery`]): [`StreamsError::TaskMigrated`] when the
+//! producer was fenced or hit a fatal error (it is unusable; the thread makes a new one), and
+//! [`StreamsError::TransactionAborted`] when the transaction must be aborted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,8 +30,13 @@ use crate::handlers::{HandlerResponse, SharedProductionHandler};
 
 /// How long a send waits for room in a full producer queue before failing.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long flushes and transaction calls may take.
+/// How long flushes may take.
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one transaction call may take before it is retried (librdkafka lets a timed-out
+/// commit be called again).
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long retriable transaction errors are retried before the transaction is given up.
+pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(60);
 
 /// What delivery reports told us.
 #[derive(Debug, Default)]
@@ -98,12 +109,7 @@ impl StreamsProducer {
                 deliveries: deliveries.clone(),
             })
             .map_err(|e| StreamsError::kafka(format!("creating producer {client_id}"), e))?;
-        if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
-            producer.init_transactions(FLUSH_TIMEOUT).map_err(|e| {
-                StreamsError::kafka(format!("initializing transactions of {client_id}"), e)
-            })?;
-        }
-        Ok(StreamsProducer {
+        let me = StreamsProducer {
             producer,
             deliveries,
             guarantee,
@@ -111,7 +117,50 @@ impl StreamsProducer {
             in_transaction: Mutex::new(false),
             client_id,
             skipped: Mutex::new(0),
-        })
+        };
+        if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            // Fences an earlier producer with the same transactional id and aborts what it left
+            // open; retried while the coordinator is still finishing that.
+            me.retrying("initializing transactions", || {
+                me.producer.init_transactions(TXN_CALL_TIMEOUT)
+            })?;
+        }
+        Ok(me)
+    }
+
+    /// Runs a transaction call, retrying retriable errors with backoff for up to
+    /// [`RETRY_BUDGET`]; other errors come back classified.
+    fn retrying<T>(
+        &self,
+        what: &str,
+        mut call: impl FnMut() -> rdkafka::error::KafkaResult<T>,
+    ) -> Result<T> {
+        let deadline = Instant::now() + RETRY_BUDGET;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match call() {
+                Ok(v) => return Ok(v),
+                Err(KafkaError::Transaction(err))
+                    if err.is_retriable() && !err.is_fatal() && Instant::now() < deadline =>
+                {
+                    tracing::warn!(producer = %self.client_id, error = %err, ?backoff, "{what} failed; retrying");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(self.transaction_error(what, e)),
+            }
+        }
+    }
+
+    /// Whether the producer hit a fatal error (fenced, or its transaction timed out on the
+    /// broker): it cannot be used again.
+    pub(crate) fn is_fatal(&self) -> bool {
+        self.producer.client().fatal_error().is_some()
+    }
+
+    /// The producer's `client.id`.
+    pub(crate) fn client_id(&self) -> &str {
+        &self.client_id
     }
 
     fn begin_if_needed(&self) -> Result<()> {
@@ -125,23 +174,44 @@ impl StreamsProducer {
         if !*open {
             self.producer
                 .begin_transaction()
-                .map_err(|e| self.fatal_or_migrated("beginning a transaction", e))?;
+                .map_err(|e| self.transaction_error("beginning a transaction", e))?;
             *open = true;
         }
         Ok(())
     }
 
-    /// A transactional error that fenced this producer means another instance took over.
-    fn fatal_or_migrated(&self, what: &str, e: KafkaError) -> StreamsError {
-        if let KafkaError::Transaction(err) = &e {
-            if err.is_fatal() || matches!(err.code(), RDKafkaErrorCode::ProducerFenced) {
-                return StreamsError::TaskMigrated {
-                    task: self.client_id.clone(),
-                    reason: format!("{what}: {e}"),
-                };
+    /// Classifies a failed transaction call: a fenced or fatally failed producer means its tasks
+    /// may have moved on ([`StreamsError::TaskMigrated`]); anything else leaves a transaction
+    /// that must be aborted ([`StreamsError::TransactionAborted`]).
+    fn transaction_error(&self, what: &str, e: KafkaError) -> StreamsError {
+        let fenced = match &e {
+            KafkaError::Transaction(err) => {
+                err.is_fatal()
+                    || matches!(
+                        err.code(),
+                        RDKafkaErrorCode::ProducerFenced
+                            | RDKafkaErrorCode::InvalidProducerEpoch
+                            | RDKafkaErrorCode::UnknownMemberId
+                            | RDKafkaErrorCode::IllegalGeneration
+                            | RDKafkaErrorCode::FencedInstanceId
+                            | RDKafkaErrorCode::FencedMemberEpoch
+                            | RDKafkaErrorCode::StaleMemberEpoch
+                            | RDKafkaErrorCode::UnknownProducerId
+                    )
+            }
+            _ => false,
+        };
+        if fenced || self.is_fatal() {
+            StreamsError::TaskMigrated {
+                task: format!("(all tasks of {})", self.client_id),
+                reason: format!("{what}: {e}"),
+            }
+        } else {
+            StreamsError::TransactionAborted {
+                producer: self.client_id.clone(),
+                reason: format!("{what}: {e}"),
             }
         }
-        StreamsError::kafka(format!("{what} ({})", self.client_id), e)
     }
 
     /// Sends one record, waiting while the local queue is full.
@@ -189,14 +259,50 @@ impl StreamsProducer {
                     // The background thread drains the queue; give it a moment.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
-                    return Err(StreamsError::kafka(
-                        format!("sending to `{}`", record.topic),
-                        e,
-                    ))
-                }
+                Err((e, _)) => return self.send_error(record.topic, e),
             }
         }
+    }
+
+    /// What a refused send means: a record the client rejects outright (too large, say) is
+    /// judged by the production handler like a failed delivery (`Ok` when it skips it); a
+    /// fenced producer means the tasks may have moved on; any other refusal under exactly-once
+    /// leaves the transaction unable to commit.
+    fn send_error(&self, topic: &str, e: KafkaError) -> Result<()> {
+        if self.is_fatal() {
+            return Err(StreamsError::TaskMigrated {
+                task: format!("(all tasks of {})", self.client_id),
+                reason: format!("sending to `{topic}`: {e}"),
+            });
+        }
+        let refused_record = matches!(
+            e.rdkafka_error_code(),
+            Some(
+                RDKafkaErrorCode::MessageSizeTooLarge
+                    | RDKafkaErrorCode::InvalidMessageSize
+                    | RDKafkaErrorCode::InvalidMessage
+                    | RDKafkaErrorCode::InvalidRecord
+                    | RDKafkaErrorCode::BadMessage
+            )
+        );
+        if refused_record {
+            return match self.handler.handle(topic, &e.to_string()) {
+                HandlerResponse::Continue => {
+                    *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+                    Ok(())
+                }
+                HandlerResponse::Fail => Err(StreamsError::Fatal(format!(
+                    "a record could not be produced to `{topic}`: {e} (set default.production.exception.handler=continue to drop such records)"
+                ))),
+            };
+        }
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+            return Err(StreamsError::TransactionAborted {
+                producer: self.client_id.clone(),
+                reason: format!("sending to `{topic}`: {e}"),
+            });
+        }
+        Err(StreamsError::kafka(format!("sending to `{topic}`"), e))
     }
 
     /// Waits until every record sent so far is delivered or failed, then applies the
@@ -270,17 +376,18 @@ impl StreamsProducer {
             }
             self.producer
                 .begin_transaction()
-                .map_err(|e| self.fatal_or_migrated("beginning a transaction", e))?;
+                .map_err(|e| self.transaction_error("beginning a transaction", e))?;
             *open = true;
         }
         if offsets.count() > 0 {
-            self.producer
-                .send_offsets_to_transaction(offsets, group, FLUSH_TIMEOUT)
-                .map_err(|e| self.fatal_or_migrated("sending offsets to the transaction", e))?;
+            self.retrying("sending offsets to the transaction", || {
+                self.producer
+                    .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+            })?;
         }
-        self.producer
-            .commit_transaction(FLUSH_TIMEOUT)
-            .map_err(|e| self.fatal_or_migrated("committing the transaction", e))?;
+        self.retrying("committing the transaction", || {
+            self.producer.commit_transaction(TXN_CALL_TIMEOUT)
+        })?;
         *open = false;
         drop(open);
         self.check_failures()
@@ -293,9 +400,16 @@ impl StreamsProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if *open {
-            self.producer
-                .abort_transaction(FLUSH_TIMEOUT)
-                .map_err(|e| self.fatal_or_migrated("aborting the transaction", e))?;
+            // Whatever failed, the records of this transaction are not to be delivered: forget
+            // what the delivery reports said about them.
+            self.deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .failures
+                .clear();
+            self.retrying("aborting the transaction", || {
+                self.producer.abort_transaction(TXN_CALL_TIMEOUT)
+            })?;
             *open = false;
         }
         Ok(())

@@ -1,11 +1,20 @@
 //! Restoration: rebuilding a task's stores from their changelogs before the task processes.
 //!
 //! Each stream thread has one restore consumer, assigned (no group) to the changelog partitions
-//! of its restoring tasks. A persistent store restores from its checkpoint, an in-memory store
-//! from the start of the log, and both up to the end offset read when restoration began. The
-//! thread calls [`ChangelogReader::step`] between polls of its main consumer, so a rebalance that
-//! arrives mid-restore is handled at once: revoked tasks simply stop restoring. Progress is logged
-//! every few seconds.
+//! of its restoring tasks. A persistent store restores from the changelog offset it was last
+//! committed at (which it keeps in its own files), an in-memory store from the start of the log,
+//! and both up to the end offset read when restoration began; under exactly-once the restore
+//! consumer reads committed records only. An offset outside the log means the local state cannot
+//! be trusted: the task's state is wiped and restored in full. The thread calls
+//! [`ChangelogReader::step`] between polls of its main consumer, so a rebalance that arrives
+//! mid-restore is handled at once: revoked tasks simply stop restoring. Broker errors while
+//! reading are logged and retried on the next step (librdkafka reconnects on its own); progress is
+//! logged every few seconds.
+//!
+//! Progress also comes from the consumer's position, which passes offsets that carry no record
+//! (transaction markers). librdkafka resets a released partition's position only once its fetch
+//! has stopped, asynchronously; so a partition this reader released is assigned again only
+//! [`RELEASE_SETTLE`] later, and a stale position can never skip records of the new assignment.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -14,7 +23,6 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use state_stores::checkpoint::Checkpoint;
 use state_stores::ChangelogRecord;
 
 use super::client_log::TracingContext;
@@ -22,6 +30,9 @@ use crate::error::{Result, StreamsError};
 use crate::task::{StreamTask, TaskId};
 
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a released changelog partition rests before it is assigned again (see the
+/// [module docs](self)). A fetch in flight ends within `fetch.wait.max.ms` (500 ms by default).
+const RELEASE_SETTLE: Duration = Duration::from_millis(1500);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// One changelog partition being restored.
@@ -49,6 +60,10 @@ pub(crate) struct ChangelogReader {
     active: HashMap<(String, i32), Restoring>,
     /// Tasks still restoring, with the changelog end offsets known so far.
     tasks: BTreeMap<TaskId, RestoredOffsets>,
+    /// When each partition was last released.
+    released: HashMap<(String, i32), Instant>,
+    /// Registered partitions waiting for their release to settle: where to start, and when.
+    deferred: Vec<((String, i32), i64, Instant)>,
     last_progress: Instant,
     /// Records restored by this reader, all tasks together.
     pub(crate) restored_records: u64,
@@ -86,6 +101,8 @@ impl ChangelogReader {
             known_topics: BTreeSet::new(),
             active: HashMap::new(),
             tasks: BTreeMap::new(),
+            released: HashMap::new(),
+            deferred: Vec::new(),
             last_progress: Instant::now(),
             restored_records: 0,
             restore_time: Duration::ZERO,
@@ -175,13 +192,42 @@ impl ChangelogReader {
             let answer = self.register_one(task, &marks, &mut added);
             answers.push(answer);
         }
+        self.assign(&added)?;
+        Ok(answers)
+    }
+
+    fn assign(&mut self, added: &TopicPartitionList) -> Result<()> {
         if added.count() > 0 {
-            self.learn_topics(&added)?;
+            self.learn_topics(added)?;
             self.consumer
-                .incremental_assign(&added)
+                .incremental_assign(added)
                 .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
         }
-        Ok(answers)
+        Ok(())
+    }
+
+    /// Assigns deferred partitions whose release has settled.
+    fn assign_settled(&mut self) -> Result<()> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut ready = TopicPartitionList::new();
+        let mut waiting = Vec::new();
+        for (tp, start, at) in std::mem::take(&mut self.deferred) {
+            if !self.active.contains_key(&tp) {
+                continue; // its task stopped restoring meanwhile
+            }
+            if at <= now {
+                ready
+                    .add_partition_offset(&tp.0, tp.1, Offset::Offset(start))
+                    .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
+            } else {
+                waiting.push((tp, start, at));
+            }
+        }
+        self.deferred = waiting;
+        self.assign(&ready)
     }
 
     /// Gives the restore consumer metadata for changelog topics it has not assigned before. On
@@ -211,21 +257,18 @@ impl ChangelogReader {
         marks: &HashMap<(String, i32), (i64, i64)>,
         added: &mut TopicPartitionList,
     ) -> Result<Registration> {
-        let checkpoint: Checkpoint = task.read_checkpoint()?;
+        let committed = task.committed_changelog_offsets()?;
         let mut ends = RestoredOffsets::new();
         let mut plan = Vec::new();
         for c in task.changelogs() {
             let key = (c.topic.clone(), c.partition);
             let (low, high) = marks.get(&key).copied().unwrap_or_default();
-            let start = match checkpoint
-                .offset(&c.topic, c.partition)
-                .filter(|_| c.persistent)
-            {
+            let start = match committed.get(&key).copied().filter(|_| c.persistent) {
                 Some(offset) if offset > high || offset < low => {
                     return Err(StreamsError::TaskCorrupted {
                         task: task.id.to_string(),
                         reason: format!(
-                            "store `{}` was checkpointed at offset {offset} of {}-{}, outside the log [{low}, {high}]",
+                            "store `{}` was committed at offset {offset} of {}-{}, outside the log [{low}, {high}]",
                             c.store, c.topic, c.partition
                         ),
                     });
@@ -244,9 +287,17 @@ impl ChangelogReader {
         for ((topic, partition), store, start, high) in plan {
             tracing::info!(task = %task.id, store = %store, changelog = %topic, partition,
                 from = start, to = high, "restoring");
-            added
-                .add_partition_offset(&topic, partition, Offset::Offset(start))
-                .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
+            let settled = self
+                .released
+                .get(&(topic.clone(), partition))
+                .map(|at| *at + RELEASE_SETTLE)
+                .filter(|at| *at > Instant::now());
+            match settled {
+                Some(at) => self.deferred.push(((topic.clone(), partition), start, at)),
+                None => added
+                    .add_partition_offset(&topic, partition, Offset::Offset(start))
+                    .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?,
+            }
             self.active.insert(
                 (topic, partition),
                 Restoring {
@@ -263,13 +314,23 @@ impl ChangelogReader {
     }
 
     /// Stops fetching `parts`; records already fetched for them are skipped by [`Self::step`].
-    fn unassign(&self, parts: &[(String, i32)]) -> Result<()> {
-        if parts.is_empty() {
-            return Ok(());
-        }
+    fn unassign(&mut self, parts: &[(String, i32)]) -> Result<()> {
+        let assigned = self.consumer.assignment().ok();
         let mut tpl = TopicPartitionList::new();
+        let now = Instant::now();
         for (topic, partition) in parts {
-            tpl.add_partition(topic, *partition);
+            let is_assigned = assigned
+                .as_ref()
+                .is_none_or(|a| a.find_partition(topic, *partition).is_some());
+            if is_assigned {
+                tpl.add_partition(topic, *partition);
+                self.released.insert((topic.clone(), *partition), now);
+            }
+        }
+        self.released
+            .retain(|_, at| now.duration_since(*at) < RELEASE_SETTLE);
+        if tpl.count() == 0 {
+            return Ok(());
         }
         self.consumer
             .incremental_unassign(&tpl)
@@ -313,6 +374,7 @@ impl ChangelogReader {
         if self.active.is_empty() {
             return Ok(Vec::new());
         }
+        self.assign_settled()?;
         let started = Instant::now();
         let mut batches: HashMap<(String, i32), Vec<ChangelogRecord>> = HashMap::new();
         let mut read = 0;
@@ -339,7 +401,9 @@ impl ChangelogReader {
                     timeout = Duration::ZERO;
                 }
                 Some(Err(e)) => {
-                    return Err(StreamsError::kafka("reading a changelog", e));
+                    // Broker trouble: librdkafka retries on its own; carry on next step.
+                    tracing::warn!(error = %e, "reading changelogs; retrying");
+                    break;
                 }
                 None => break,
             }

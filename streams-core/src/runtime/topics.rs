@@ -60,8 +60,13 @@ pub(crate) fn client_config(
     Ok(c)
 }
 
-/// Checks source topics, computes partition counts, and creates missing internal topics.
-pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<TopicPlan> {
+/// Checks source topics, computes partition counts, and creates missing internal topics (with
+/// the application's control topic when `control`; see `runtime::control`).
+pub(crate) fn prepare(
+    topology: &Topology,
+    config: &ResolvedConfig,
+    control: bool,
+) -> Result<TopicPlan> {
     let app = &config.application_id;
     let consumer: BaseConsumer<TracingContext> = client_config(config, &config.consumer)?
         .create_with_context(TracingContext)
@@ -182,6 +187,15 @@ pub(crate) fn prepare(topology: &Topology, config: &ResolvedConfig) -> Result<To
                 ))
             }
             None => to_create.push((full, count, config)),
+        }
+    }
+    if control {
+        let name = super::control::topic(app);
+        if !existing.contains_key(&name) {
+            let mut c = BTreeMap::new();
+            c.insert("cleanup.policy".to_owned(), "delete".to_owned());
+            c.insert("retention.ms".to_owned(), "86400000".to_owned());
+            to_create.push((name, 1, c));
         }
     }
     if !to_create.is_empty() {

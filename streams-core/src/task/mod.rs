@@ -6,7 +6,11 @@
 //! largest timestamp processed. It runs stream-time punctuation after each record and wall-clock
 //! punctuation when asked. A commit flushes its stores (caches first, in topological order, so a
 //! downstream cache sees what an upstream one emitted) and then reports the input offsets to
-//! commit. The same task type runs in the test driver and on Kafka.
+//! commit; once the commit went through, [`StreamTask::commit_stores`] records the changelog
+//! offsets in the stores (applying, under exactly-once, the writes their transactional RocksDB
+//! stores held back). A task closed after a failure ([`StreamTask::close_dirty`]) drops what was
+//! not committed. A processor that fails on a record, by an error or a panic, is judged by the
+//! processing handler. The same task type runs in the test driver and on Kafka.
 
 pub(crate) mod queue;
 pub(crate) mod runtime;
@@ -18,20 +22,23 @@ use std::sync::Arc;
 use state_stores::cache::CacheBudget;
 use state_stores::caching::CachingConfig;
 use state_stores::changelog::Changelog;
-use state_stores::checkpoint::Checkpoint;
 use state_stores::state_dir::{StateDirectory, TaskDirectory};
 use state_stores::typed::StoreCell;
 use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
 
 use crate::collector::{CollectorChangelogSink, RecordCollector};
 use crate::error::{Result, StreamsError};
-use crate::handlers::{ErrorContext, HandlerResponse, SharedDeserializationHandler};
+use crate::handlers::{
+    ErrorContext, HandlerResponse, ProcessingContext, SharedDeserializationHandler,
+    SharedProcessingHandler,
+};
 use crate::processor::{BoxError, PunctuationType};
 use crate::record::{RawRecord, RecordMetadata};
 use crate::serde_slot::DefaultSerdes;
 use crate::timestamps::{InvalidTimestampPolicy, TimestampSettings};
 use crate::topology::{DecodeError, NodeKind, SourceDecoder, StoreKind, Topology};
 use queue::PartitionGroup;
+pub(crate) use runtime::panic_message;
 use runtime::{Exec, NodeFailure, NodeSlot, Punctuators, StoreHandle, TaskRuntime, TaskShared};
 
 /// A task's identity: sub-topology and partition, written `<sub-topology>_<partition>`.
@@ -60,7 +67,10 @@ pub(crate) struct TaskEnv {
     pub(crate) cache: CacheBudget,
     pub(crate) deserialization: SharedDeserializationHandler,
     pub(crate) timestamps: TimestampSettings,
+    pub(crate) processing: SharedProcessingHandler,
     pub(crate) wall_clock_ms: i64,
+    /// Exactly-once: RocksDB stores hold the open transaction's writes until the commit.
+    pub(crate) transactional: bool,
 }
 
 /// One store's changelog partition.
@@ -85,6 +95,9 @@ pub struct TaskMetrics {
     /// Records that windowed operators dropped because their window had closed, counted once
     /// per window they could not join (as Kafka Streams' dropped-records sensor does).
     pub dropped_late: u64,
+    /// Records skipped because a processor failed on them and the processing handler said to
+    /// continue.
+    pub processing_skipped: u64,
 }
 
 pub(crate) struct StreamTask {
@@ -97,6 +110,7 @@ pub(crate) struct StreamTask {
     flush_plan: Vec<(usize, Vec<String>)>,
     handler: SharedDeserializationHandler,
     timestamps: TimestampSettings,
+    processing: SharedProcessingHandler,
     /// Next offset to commit per input partition, advanced as records are taken.
     consumed: BTreeMap<(String, i32), i64>,
     changelogs: Vec<ChangelogPartition>,
@@ -115,7 +129,6 @@ impl StreamTask {
             .ok_or_else(|| {
                 StreamsError::Fatal(format!("task {id}: no sub-topology {}", id.subtopology))
             })?;
-        let app = &*env.application_id;
 
         let dir = if sub.stores.is_empty() {
             None
@@ -123,8 +136,37 @@ impl StreamTask {
             Some(env.state_dir.lock_task(&id.to_string())?)
         };
 
-        // Stores.
+        // Stores. Local state that cannot be opened (damaged files, a malformed committed
+        // offset) is wiped, with the lock held, and rebuilt from the changelogs.
         let timestamp = Arc::new(AtomicI64::new(0));
+        let (stores, changelogs) = match Self::open_stores(topology, sub, id, env, &dir, &timestamp)
+        {
+            Err(StreamsError::Store(
+                e @ (state_stores::StoreError::RocksDb { .. }
+                | state_stores::StoreError::CorruptCheckpoint { .. }),
+            )) if dir.is_some() => {
+                tracing::warn!(task = %id, error = %e, "local state cannot be opened; wiping it and restoring from the changelogs");
+                if let Some(dir) = &dir {
+                    dir.wipe()?;
+                }
+                Self::open_stores(topology, sub, id, env, &dir, &timestamp)?
+            }
+            other => other?,
+        };
+
+        Self::assemble(topology, sub, id, env, dir, stores, changelogs, timestamp)
+    }
+
+    /// Opens the stores of sub-topology `sub` for task `id`.
+    fn open_stores(
+        topology: &Topology,
+        sub: &crate::topology::SubTopology,
+        id: TaskId,
+        env: &TaskEnv,
+        dir: &Option<TaskDirectory>,
+        timestamp: &Arc<AtomicI64>,
+    ) -> Result<(HashMap<String, StoreHandle>, Vec<ChangelogPartition>)> {
+        let app = &*env.application_id;
         let mut stores = HashMap::new();
         let mut changelogs = Vec::new();
         for name in &sub.stores {
@@ -132,9 +174,10 @@ impl StreamTask {
                 .store(name)
                 .ok_or_else(|| StreamsError::topology(name, "store is used but not defined"))?;
             let (keys, values) = def.serdes.resolve(&env.defaults, name)?;
-            let mut builder = match (&dir, def.persistent) {
+            let mut builder = match (dir, def.persistent) {
                 (Some(dir), true) => {
                     StoreBuilder::rocksdb(name, dir.store_path(name), &env.rocksdb)
+                        .transactional(env.transactional)
                 }
                 _ => StoreBuilder::in_memory(name),
             };
@@ -183,7 +226,22 @@ impl StreamTask {
             };
             stores.insert(name.clone(), handle);
         }
+        Ok((stores, changelogs))
+    }
 
+    /// Instantiates the processors around opened stores.
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        topology: &Topology,
+        sub: &crate::topology::SubTopology,
+        id: TaskId,
+        env: &TaskEnv,
+        dir: Option<TaskDirectory>,
+        stores: HashMap<String, StoreHandle>,
+        changelogs: Vec<ChangelogPartition>,
+        timestamp: Arc<AtomicI64>,
+    ) -> Result<Self> {
+        let app = &*env.application_id;
         // Processors.
         let local: HashMap<usize, usize> =
             sub.nodes.iter().enumerate().map(|(l, g)| (*g, l)).collect();
@@ -247,6 +305,7 @@ impl StreamTask {
             flush_plan,
             handler: env.deserialization.clone(),
             timestamps: env.timestamps.clone(),
+            processing: env.processing.clone(),
             consumed: BTreeMap::new(),
             changelogs,
             dir,
@@ -339,39 +398,64 @@ impl StreamTask {
         Ok(())
     }
 
-    /// The checkpoint on disk (empty without a task directory).
-    pub(crate) fn read_checkpoint(&self) -> Result<Checkpoint> {
-        match &self.dir {
-            Some(dir) => Ok(dir.read_checkpoint()?),
-            None => Ok(Checkpoint::new()),
-        }
-    }
-
-    /// Records `next_offsets` of persistent stores' changelogs as the checkpoint. In-memory
-    /// stores are never checkpointed: they restore fully.
-    pub(crate) fn write_checkpoint(
-        &self,
-        next_offsets: &BTreeMap<(String, i32), i64>,
-    ) -> Result<()> {
-        let Some(dir) = &self.dir else {
-            return Ok(());
-        };
-        let mut checkpoint = Checkpoint::new();
+    /// The changelog offset each persistent store was last committed at, by changelog
+    /// partition; where to restore from. In-memory stores have none: they restore in full.
+    pub(crate) fn committed_changelog_offsets(&self) -> Result<BTreeMap<(String, i32), i64>> {
+        let mut out = BTreeMap::new();
         for c in self.changelogs.iter().filter(|c| c.persistent) {
-            if let Some(offset) = next_offsets.get(&(c.topic.clone(), c.partition)) {
-                checkpoint.set(&c.topic, c.partition, *offset);
+            if let Some(store) = self.rt.shared.stores.get(&c.store) {
+                if let Some(offset) = store.committed_offset()? {
+                    out.insert((c.topic.clone(), c.partition), offset);
+                }
             }
         }
-        dir.write_checkpoint(&checkpoint)?;
+        Ok(out)
+    }
+
+    /// Records in every store the offset its changelog has reached (`next_offsets`), making the
+    /// stores durable as of the commit that just went through; transactional stores apply the
+    /// writes they held for it. Call only after the commit succeeded.
+    pub(crate) fn commit_stores(&self, next_offsets: &BTreeMap<(String, i32), i64>) -> Result<()> {
+        for (name, store) in &self.rt.shared.stores {
+            let offset = self
+                .changelogs
+                .iter()
+                .find(|c| &c.store == name)
+                .and_then(|c| next_offsets.get(&(c.topic.clone(), c.partition)))
+                .copied();
+            store.commit(offset)?;
+        }
         Ok(())
     }
 
-    /// Deletes the checkpoint: while the task runs, its stores are ahead of any checkpoint.
-    pub(crate) fn remove_checkpoint(&self) -> Result<()> {
-        if let Some(dir) = &self.dir {
-            Checkpoint::delete(&dir.checkpoint_path())?;
+    /// Bytes of writes the task's stores hold for the open transaction.
+    pub(crate) fn uncommitted_bytes(&self) -> usize {
+        self.rt
+            .shared
+            .stores
+            .values()
+            .map(|s| s.uncommitted_bytes().unwrap_or(0))
+            .sum()
+    }
+
+    /// Resumes the time of each input partition (and so stream time) from what was committed
+    /// with the offsets, so records processed again after a failure meet the same time as the
+    /// first time.
+    pub(crate) fn resume_partition_times(&mut self, times: &[((String, i32), i64)]) {
+        for ((topic, partition), time) in times {
+            if self.sources.contains_key(topic) && *partition == self.id.partition {
+                self.queues.set_partition_time(topic, *partition, *time);
+                let shared = &mut self.rt.shared;
+                shared.stream_time = shared.stream_time.max(*time);
+            }
         }
-        Ok(())
+    }
+
+    /// The time of an input partition: the largest timestamp taken from it.
+    pub(crate) fn partition_time(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.queues
+            .partition_time(topic, partition)
+            .filter(|t| *t != i64::MIN)
     }
 
     /// Buffers records of one input partition.
@@ -477,15 +561,41 @@ impl StreamTask {
         shared.stream_time = shared.stream_time.max(record.timestamp);
         shared.timestamp.store(record.timestamp, Ordering::Relaxed);
         shared.current = Some(RecordMetadata {
-            topic,
+            topic: topic.clone(),
             partition,
             offset,
         });
         let result = Exec::at(&mut self.rt, node).forward(record, None);
         self.rt.shared.current = None;
         self.metrics.dropped_late = self.rt.shared.dropped_late;
-        result.map_err(|e| self.processing_error(e))?;
-        self.metrics.processed += 1;
+        if let Err(e) = result {
+            match self.processing_error(e) {
+                error @ StreamsError::Processing { .. } => {
+                    let (task, node) = (
+                        self.id.to_string(),
+                        match &error {
+                            StreamsError::Processing { node, .. } => node.clone(),
+                            _ => String::new(),
+                        },
+                    );
+                    let context = ProcessingContext {
+                        task: &task,
+                        node: &node,
+                        topic: &topic,
+                        partition,
+                        offset,
+                    };
+                    match self.processing.handle(&context, &error) {
+                        HandlerResponse::Continue => self.metrics.processing_skipped += 1,
+                        HandlerResponse::Fail => return Err(error),
+                    }
+                }
+                // Errors the runtime raised (a store, the producer) are not the record's fault.
+                other => return Err(other),
+            }
+        } else {
+            self.metrics.processed += 1;
+        }
         let now = self.rt.shared.stream_time;
         self.punctuate(PunctuationType::StreamTime, now)?;
         Ok(true)
@@ -551,27 +661,57 @@ impl StreamTask {
         self.rt.shared.stores.get(name)
     }
 
-    /// Closes processors and stores, then releases the task directory. With `clean`, the caller
-    /// has flushed and committed first.
-    pub(crate) fn close(mut self) -> Result<()> {
+    /// Closes processors and stores, then releases the task directory. The caller has flushed
+    /// and committed first.
+    pub(crate) fn close(self) -> Result<()> {
+        self.close_with(false, false)
+    }
+
+    /// Closes after a failure: caches and uncommitted store writes are dropped, nothing is
+    /// written down or logged, so nothing reaches a transaction. The stores keep what was
+    /// committed.
+    pub(crate) fn close_dirty(self) -> Result<()> {
+        self.close_with(true, false)
+    }
+
+    /// Closes dirty and deletes the local state, with the directory's lock still held, so the
+    /// stores are rebuilt from their changelogs.
+    pub(crate) fn close_and_wipe(self) -> Result<()> {
+        self.close_with(true, true)
+    }
+
+    fn close_with(mut self, dirty: bool, wipe: bool) -> Result<()> {
         let mut first_error = None;
         for node in &mut self.rt.nodes {
             if let Some(p) = node.processor.as_mut() {
-                if let Err(e) = p.close() {
+                let closed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.close()))
+                    .unwrap_or_else(|panic| Err(runtime::panic_message(panic.as_ref()).into()));
+                if let Err(e) = closed {
                     tracing::warn!(task = %self.id, node = %node.name, error = %e, "processor failed to close");
                 }
             }
         }
         for (name, handle) in &self.rt.shared.stores {
-            if let Err(e) = handle.close() {
+            let closed = if dirty {
+                handle.close_dirty()
+            } else {
+                handle.close()
+            };
+            if let Err(e) = closed {
                 tracing::warn!(task = %self.id, store = %name, error = %e, "store failed to close");
                 first_error.get_or_insert(StreamsError::from(e));
             }
         }
+        // The stores' handles must be gone before their files are deleted.
+        self.rt.shared.stores.clear();
+        if let (true, Some(dir)) = (wipe, &self.dir) {
+            dir.wipe()?;
+            tracing::info!(task = %self.id, "local state wiped; it restores from the changelogs");
+        }
         drop(self.dir.take());
         match first_error {
-            Some(e) => Err(e),
-            None => Ok(()),
+            Some(e) if !wipe => Err(e),
+            _ => Ok(()),
         }
     }
 }

@@ -77,6 +77,20 @@ impl PartitionGroup {
         Some((queue.topic.clone(), queue.partition, partition_time, record))
     }
 
+    /// Sets the time of a partition (from what was committed), creating its queue.
+    pub(crate) fn set_partition_time(&mut self, topic: &str, partition: i32, time: i64) {
+        let queue = self.queue_mut(topic, partition);
+        queue.partition_time = queue.partition_time.max(time);
+    }
+
+    /// The time of a partition: the largest timestamp taken from it (`i64::MIN` before any).
+    pub(crate) fn partition_time(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.queues
+            .iter()
+            .find(|q| q.partition == partition && q.topic == topic)
+            .map(|q| q.partition_time)
+    }
+
     /// Records buffered in the partition that holds the most.
     pub(crate) fn fullest(&self) -> usize {
         self.queues

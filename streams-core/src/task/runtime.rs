@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use state_stores::typed::{SharedKeyValueStore, SharedSessionStore, SharedWindowStore};
+use state_stores::StateStore;
 
 use crate::collector::RecordCollector;
 use crate::dynamic::DynRecord;
@@ -41,6 +42,20 @@ pub(crate) fn at_node(node: &str, error: BoxError) -> BoxError {
     }
 }
 
+/// A processor panicked; carries the panic's message.
+#[derive(Debug, thiserror::Error)]
+#[error("panicked: {0}")]
+pub(crate) struct Panicked(pub(crate) String);
+
+/// The message of a panic payload (`&str` or `String`; anything else has none).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
 pub(crate) struct NodeSlot {
     pub(crate) name: String,
     pub(crate) children: Vec<usize>,
@@ -68,10 +83,37 @@ impl StoreHandle {
     }
 
     pub(crate) fn close(&self) -> state_stores::Result<()> {
+        self.with_state_store(|s| s.close())?
+    }
+
+    /// Closes without writing down or logging anything buffered (after a failure).
+    pub(crate) fn close_dirty(&self) -> state_stores::Result<()> {
+        self.with_state_store(|s| s.close_dirty())?
+    }
+
+    /// Makes the store durable as of `changelog_offset`; see [`StateStore::commit`].
+    pub(crate) fn commit(&self, changelog_offset: Option<i64>) -> state_stores::Result<()> {
+        self.with_state_store(|s| s.commit(changelog_offset))?
+    }
+
+    /// The changelog offset the store was last committed at.
+    pub(crate) fn committed_offset(&self) -> state_stores::Result<Option<i64>> {
+        self.with_state_store(|s| s.committed_offset())?
+    }
+
+    /// Bytes of uncommitted writes the store holds.
+    pub(crate) fn uncommitted_bytes(&self) -> state_stores::Result<usize> {
+        self.with_state_store(|s| s.uncommitted_bytes())
+    }
+
+    fn with_state_store<R>(
+        &self,
+        f: impl FnOnce(&mut dyn StateStore) -> R,
+    ) -> state_stores::Result<R> {
         match self {
-            StoreHandle::KeyValue(c, ..) => c.with(|s| s.close())?,
-            StoreHandle::Window(c, ..) => c.with(|s| s.close())?,
-            StoreHandle::Session(c, ..) => c.with(|s| s.close())?,
+            StoreHandle::KeyValue(c, ..) => c.with(|s| f(s)),
+            StoreHandle::Window(c, ..) => c.with(|s| f(s)),
+            StoreHandle::Session(c, ..) => c.with(|s| f(s)),
         }
     }
 }
@@ -176,7 +218,12 @@ impl<'a> Exec<'a> {
                 "processor is already running (a cycle in the topology)".into(),
             ));
         };
-        let result = f(processor.as_mut(), Exec::at(rt, node));
+        // A panic in user code is a failure of this node on this record, never an unwinding
+        // through the runtime (which would run commits on the way out).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            f(processor.as_mut(), Exec::at(rt, node))
+        }))
+        .unwrap_or_else(|panic| Err(Box::new(Panicked(panic_message(panic.as_ref())))));
         rt.nodes[node].processor = Some(processor);
         result.map_err(|e| at_node(&rt.nodes[node].name, e))
     }

@@ -1,0 +1,531 @@
+//! A stream thread: one consumer (one group member), one producer, and the tasks the group
+//! assigns it. Its state machine lives in this module's files:
+//!
+//! - here: the loop and its setup. Each round polls a batch of records, hands them to their
+//!   tasks, creates tasks for new assignments, runs restoration a step at a time, processes up
+//!   to a fixed number of records per task, runs wall-clock punctuation, and commits every
+//!   `commit.interval.ms`;
+//! - `rebalance`: assignment and revocation, inside `poll`;
+//! - `tasks`: creating, running and closing tasks, and recovery (close dirty, rewind, resume);
+//! - `commit`: the commit protocol of both guarantees.
+//!
+//! Errors are classified by `runtime::recovery`: expected faults (a migrated task, a fenced
+//! producer, an abortable transaction, a broker that is briefly away) are recovered from inside
+//! the thread; the rest end it, and the instance's uncaught exception handler decides what
+//! follows. Nothing is committed on the way out of a failed thread.
+//!
+//! Flow control: while any running partition holds `buffered.records.per.partition` records or
+//! more, the thread does not poll, and librdkafka's own prefetch limits hold its fetching back.
+//! It does not pause partitions for this: librdkafka drops a paused partition's prefetched
+//! records and fetches them again on resume, which cost a broker round trip per cycle and cut
+//! word-count throughput fourfold. Pausing is kept for partitions whose task is not running yet
+//! (restoring, or waiting for its state directory's lock).
+
+mod commit;
+mod rebalance;
+mod tasks;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers as _, Message};
+use rdkafka::{ClientConfig, Timestamp, TopicPartitionList};
+use state_stores::cache::CacheBudget;
+use state_stores::state_dir::StateDirectory;
+use state_stores::RocksDbMemory;
+
+use crate::config::{ProcessingGuarantee, ResolvedConfig};
+use crate::error::{Result, StreamsError};
+use crate::handlers::SharedProductionHandler;
+use crate::record::{Headers, RawRecord};
+use crate::runtime::handoff::Handoffs;
+use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
+use crate::runtime::recovery::{self, Recovery};
+use crate::runtime::restore::{ChangelogReader, RestoredOffsets};
+use crate::runtime::state::{StateCell, ThreadState};
+use crate::task::{StreamTask, TaskEnv, TaskId};
+use crate::topology::Topology;
+use rebalance::ThreadContext;
+
+/// Records taken from the consumer per poll round.
+const POLL_BATCH: usize = 10_000;
+/// Records a task processes before the thread moves on to the next task.
+const PROCESS_PER_TASK: usize = 2_000;
+/// Changelog records restored per loop iteration.
+const RESTORE_BATCH: usize = 20_000;
+/// Uncommitted store writes (exactly-once) after which a thread commits early.
+const UNCOMMITTED_LIMIT: usize = 64 << 20;
+
+/// Counters of one stream thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadMetrics {
+    /// Records processed.
+    pub processed: u64,
+    /// Records skipped by the deserialization handler.
+    pub skipped: u64,
+    /// Records skipped by the processing handler (a processor failed or panicked on them).
+    pub processing_skipped: u64,
+    /// Punctuations run.
+    pub punctuations: u64,
+    /// Commits.
+    pub commits: u64,
+    /// Changelog records restored.
+    pub restored: u64,
+    /// Rebalances (assignment changes) seen.
+    pub rebalances: u64,
+    /// Records the producer delivered.
+    pub produced: u64,
+    /// Records the production handler dropped.
+    pub production_skipped: u64,
+    /// Tasks currently owned.
+    pub tasks: u64,
+    /// Recoveries: the thread closed its tasks without committing and resumed from the last
+    /// commit (after a fenced producer, an aborted transaction, a broker error...).
+    pub recoveries: u64,
+    /// Records windowed operators dropped because their window had closed.
+    pub dropped_late: u64,
+}
+
+/// The part of a thread that rebalance callbacks reach.
+pub(crate) struct ThreadCore {
+    name: String,
+    index: usize,
+    topology: Arc<Topology>,
+    env: TaskEnv,
+    guarantee: ProcessingGuarantee,
+    tasks: BTreeMap<TaskId, StreamTask>,
+    running: BTreeSet<TaskId>,
+    /// Changelog end offsets per running task, as restoration left them.
+    changelog_ends: BTreeMap<TaskId, RestoredOffsets>,
+    assigned: BTreeSet<(String, i32)>,
+    paused: BTreeSet<(String, i32)>,
+    /// Records of partitions whose task does not exist yet.
+    parked: HashMap<(String, i32), Vec<RawRecord>>,
+    assignment_changed: bool,
+    /// Tasks whose directory was still locked, and since when.
+    waiting_for_lock: BTreeMap<TaskId, Instant>,
+    /// Task creation waits until then (a locked directory, a backoff after a recovery).
+    retry_at: Option<Instant>,
+    reader: ChangelogReader,
+    producer: Arc<StreamsProducer>,
+    /// To make a new producer after the old one was fenced.
+    producer_config: ClientConfig,
+    production_handler: SharedProductionHandler,
+    commit_interval: Duration,
+    last_commit: Instant,
+    uncommitted: bool,
+    buffered_limit: usize,
+    /// Full topic name -> sub-topology reading it.
+    topic_subtopology: HashMap<String, u32>,
+    /// Full source topic names per sub-topology.
+    subtopology_sources: Vec<Vec<String>>,
+    state: Arc<StateCell>,
+    metrics: ThreadMetrics,
+    shared_metrics: Arc<Mutex<ThreadMetrics>>,
+    received_assignment: bool,
+    rebalance_started: Option<Instant>,
+    handoffs: Handoffs,
+    started: Instant,
+    /// Where each input partition resumes after a recovery: its last committed offset, or where
+    /// this thread began reading it.
+    rewind_to: HashMap<(String, i32), i64>,
+    /// The input partitions must be rewound before tasks are created again.
+    rewind_pending: bool,
+    /// Rewinding failed: leave and join the group again.
+    rejoin_pending: bool,
+    /// Ask the group coordinator for this thread's assignment at once.
+    nudge_group: bool,
+    /// Recoveries since the last successful commit, and since when it keeps failing.
+    recoveries_in_a_row: u32,
+    failing_since: Option<Instant>,
+    /// An error raised inside a rebalance callback, reported by the next round.
+    pending_error: Option<StreamsError>,
+}
+
+fn lock(core: &Mutex<ThreadCore>) -> std::sync::MutexGuard<'_, ThreadCore> {
+    core.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
+}
+
+type Consumer_ = BaseConsumer<ThreadContext>;
+
+fn tpl_of<'a>(parts: impl IntoIterator<Item = &'a (String, i32)>) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p) in parts {
+        tpl.add_partition(t, *p);
+    }
+    tpl
+}
+
+impl ThreadCore {
+    fn report(&mut self) {
+        let restoring = self.tasks.len() > self.running.len();
+        let settled = self.received_assignment || self.started.elapsed() > Duration::from_secs(10);
+        let waiting = !self.waiting_for_lock.is_empty() || self.assignment_changed;
+        let state = if settled && !restoring && !waiting {
+            ThreadState::Running
+        } else {
+            ThreadState::Rebalancing
+        };
+        if state == ThreadState::Running {
+            if let Some(started) = self.rebalance_started.take() {
+                tracing::info!(thread = %self.name, tasks = self.running.len(), pause_ms = started.elapsed().as_millis() as u64,
+                    "running again after a rebalance");
+            }
+        }
+        self.state.thread(self.index, state);
+        self.metrics.tasks = self.tasks.len() as u64;
+        self.metrics.produced = self.producer.delivered();
+        self.metrics.production_skipped = self.producer.skipped();
+        self.metrics.restored = self.reader.restored_records;
+        let mut live = self.metrics;
+        for task in self.tasks.values() {
+            live.processed += task.metrics.processed;
+            live.skipped += task.metrics.skipped;
+            live.punctuations += task.metrics.punctuations;
+            live.processing_skipped += task.metrics.processing_skipped;
+            live.dropped_late += task.metrics.dropped_late;
+        }
+        *self
+            .shared_metrics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = live;
+    }
+
+    /// Whether every running partition has room below `buffered.records.per.partition`; the
+    /// loop polls only then (see the [module docs](self) on flow control).
+    fn wants_records(&self) -> bool {
+        self.running.iter().all(|id| {
+            self.tasks
+                .get(id)
+                .is_none_or(|task| task.fullest_partition() < self.buffered_limit)
+        })
+    }
+
+    fn commit_due(&self) -> bool {
+        let requested = self
+            .running
+            .iter()
+            .any(|id| self.tasks.get(id).is_some_and(StreamTask::commit_requested));
+        if requested || (self.uncommitted && self.last_commit.elapsed() >= self.commit_interval) {
+            return true;
+        }
+        // Transactional stores hold the open transaction's writes in memory: bound them.
+        self.uncommitted
+            && self.env.transactional
+            && self
+                .running
+                .iter()
+                .filter_map(|id| self.tasks.get(id))
+                .map(StreamTask::uncommitted_bytes)
+                .sum::<usize>()
+                > UNCOMMITTED_LIMIT
+    }
+
+    /// One round of the loop after polling.
+    fn maintain(&mut self, consumer: &Consumer_) -> Result<()> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
+        if self.rewind_pending {
+            self.rewind(consumer)?;
+        }
+        if self.assignment_changed {
+            self.create_tasks(consumer)?;
+        }
+        if !self.reader.is_idle() {
+            for (id, ends) in self.reader.step(&mut self.tasks, RESTORE_BATCH)? {
+                self.start_running(consumer, id, ends)?;
+            }
+        }
+        self.process()?;
+        self.punctuate_wall_clock()?;
+        self.pause_parked(consumer);
+        if self.commit_due() {
+            self.commit(consumer)?;
+            self.recoveries_in_a_row = 0;
+        }
+        self.producer.check_failures()?;
+        self.report();
+        Ok(())
+    }
+
+    fn has_work(&self) -> bool {
+        !self.reader.is_idle()
+            || (self.assignment_changed && self.retry_at.is_none())
+            || self.rewind_pending
+            || self
+                .running
+                .iter()
+                .any(|id| self.tasks.get(id).is_some_and(|t| t.buffered() > 0))
+    }
+
+    /// Clean shutdown: commit, close every task. A failed final commit closes them dirty.
+    fn shutdown(&mut self, consumer: &Consumer_) -> Result<()> {
+        let mut clean = true;
+        if !self.running.is_empty() {
+            if let Err(e) = self.commit(consumer) {
+                tracing::warn!(thread = %self.name, error = %e, "final commit failed; closing tasks without committing");
+                clean = false;
+                if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
+                    if let Err(e) = self.producer.abort_transaction() {
+                        tracing::warn!(thread = %self.name, error = %e, "aborting the transaction");
+                    }
+                }
+            }
+        }
+        let ids: Vec<TaskId> = self.tasks.keys().copied().collect();
+        for id in ids {
+            self.close_task(id, clean)?;
+        }
+        Ok(())
+    }
+
+    /// After a failure: abort and close every task without committing.
+    fn abandon(&mut self) {
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 && !self.producer.is_fatal() {
+            if let Err(e) = self.producer.abort_transaction() {
+                tracing::warn!(error = %e, "aborting the transaction after a failure");
+            }
+        }
+        self.close_all_dirty();
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord) {
+    let timestamp = match m.timestamp() {
+        Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
+        Timestamp::NotAvailable => -1,
+    };
+    let headers = match m.headers() {
+        Some(h) => h
+            .iter()
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect(),
+        None => Headers::new(),
+    };
+    (
+        (m.topic().to_owned(), m.partition()),
+        RawRecord {
+            offset: m.offset(),
+            timestamp,
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers,
+        },
+    )
+}
+
+/// Everything a stream thread needs to start.
+pub(crate) struct ThreadSetup {
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) topology: Arc<Topology>,
+    pub(crate) config: ResolvedConfig,
+    pub(crate) state_dir: StateDirectory,
+    pub(crate) rocksdb: RocksDbMemory,
+    /// This thread's share of the record cache budget.
+    pub(crate) cache: CacheBudget,
+    pub(crate) consumer: ClientConfig,
+    pub(crate) restore_consumer: ClientConfig,
+    pub(crate) producer: ClientConfig,
+    pub(crate) state: Arc<StateCell>,
+    pub(crate) shutdown: Arc<AtomicBool>,
+    pub(crate) metrics: Arc<Mutex<ThreadMetrics>>,
+    /// Group membership changes by any thread of the instance; see `handoff`.
+    pub(crate) membership_changes: Arc<AtomicU64>,
+}
+
+/// Runs a stream thread until shutdown or an error it cannot recover from.
+pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
+    let app = setup.config.application_id.clone();
+    let mut topic_subtopology = HashMap::new();
+    let mut subtopology_sources = Vec::new();
+    for sub in setup.topology.subtopologies() {
+        let full: Vec<String> = sub.source_topics().iter().map(|t| t.full(&app)).collect();
+        for t in &full {
+            topic_subtopology.insert(t.clone(), sub.id());
+        }
+        subtopology_sources.push(full);
+    }
+    let topics: Vec<String> = topic_subtopology.keys().cloned().collect();
+    let producer = Arc::new(StreamsProducer::new(
+        &setup.producer,
+        setup.config.guarantee,
+        setup.config.production.clone(),
+        format!("{}-producer", setup.name),
+    )?);
+    let config = &setup.config;
+    let env = TaskEnv {
+        application_id: app.as_str().into(),
+        defaults: config.defaults.clone(),
+        collector: Arc::new(KafkaRecordCollector {
+            producer: producer.clone(),
+        }),
+        state_dir: setup.state_dir.clone(),
+        rocksdb: setup.rocksdb.clone(),
+        cache: setup.cache.clone(),
+        deserialization: config.deserialization.clone(),
+        processing: config.processing.clone(),
+        timestamps: config.timestamps.clone(),
+        wall_clock_ms: 0,
+        transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
+    };
+    let core = Arc::new(Mutex::new(ThreadCore {
+        name: setup.name.clone(),
+        index: setup.index,
+        topology: setup.topology.clone(),
+        env,
+        guarantee: setup.config.guarantee,
+        tasks: BTreeMap::new(),
+        running: BTreeSet::new(),
+        changelog_ends: BTreeMap::new(),
+        assigned: BTreeSet::new(),
+        paused: BTreeSet::new(),
+        parked: HashMap::new(),
+        assignment_changed: false,
+        waiting_for_lock: BTreeMap::new(),
+        retry_at: None,
+        reader: ChangelogReader::new(&setup.restore_consumer)?,
+        producer,
+        producer_config: setup.producer.clone(),
+        production_handler: setup.config.production.clone(),
+        commit_interval: setup.config.commit_interval,
+        last_commit: Instant::now(),
+        uncommitted: false,
+        buffered_limit: setup.config.buffered_records_per_partition,
+        topic_subtopology,
+        subtopology_sources,
+        state: setup.state.clone(),
+        // A thread that replaces a failed one carries on its counters.
+        metrics: ThreadMetrics {
+            tasks: 0,
+            ..*setup.metrics.lock().unwrap_or_else(|p| p.into_inner())
+        },
+        shared_metrics: setup.metrics.clone(),
+        received_assignment: false,
+        rebalance_started: None,
+        started: Instant::now(),
+        handoffs: Handoffs::new(
+            setup.membership_changes.clone(),
+            setup.config.consumer_group_protocol(),
+        ),
+        rewind_to: HashMap::new(),
+        rewind_pending: false,
+        rejoin_pending: false,
+        nudge_group: false,
+        recoveries_in_a_row: 0,
+        failing_since: None,
+        pending_error: None,
+    }));
+    let consumer: Consumer_ = setup
+        .consumer
+        .create_with_context(ThreadContext {
+            core: core.clone(),
+            resets: setup.topology.offset_resets(&app),
+        })
+        .map_err(|e| StreamsError::kafka(format!("creating the consumer of {}", setup.name), e))?;
+    let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
+    consumer
+        .subscribe(&topic_refs)
+        .map_err(|e| StreamsError::kafka(format!("subscribing to {topics:?}"), e))?;
+    lock(&core).handoffs.joined();
+    setup.state.thread(setup.index, ThreadState::Rebalancing);
+    tracing::info!(thread = %setup.name, topics = ?topics, "stream thread started");
+
+    let poll_idle = setup.config.poll;
+    let outcome = (|| -> Result<()> {
+        while !setup.shutdown.load(Ordering::Relaxed) {
+            let (timeout, wants_records) = {
+                let c = lock(&core);
+                let timeout = if c.has_work() {
+                    Duration::ZERO
+                } else {
+                    poll_idle
+                };
+                (timeout, c.wants_records())
+            };
+            let mut batch = Vec::new();
+            let polled = if wants_records {
+                consumer.poll(timeout)
+            } else {
+                None // full buffers: process first (rebalance callbacks wait one round)
+            };
+            if let Some(first) = polled {
+                let mut next = Some(first);
+                while let Some(result) = next {
+                    match result {
+                        Ok(m) => batch.push(detach(&m)),
+                        Err(e) => {
+                            tracing::warn!(thread = %setup.name, error = %e, "consumer error")
+                        }
+                    }
+                    if batch.len() >= POLL_BATCH {
+                        break;
+                    }
+                    next = consumer.poll(Duration::ZERO);
+                }
+            }
+            let (nudge, rejoin) = {
+                let mut c = lock(&core);
+                c.route(batch);
+                if let Err(e) = c.maintain(&consumer) {
+                    match recovery::classify(&e) {
+                        Recovery::Fatal => return Err(e),
+                        kind => c.recover(e, kind)?,
+                    }
+                }
+                let nudge = std::mem::take(&mut c.nudge_group) || c.handoffs.nudge_due();
+                (nudge, std::mem::take(&mut c.rejoin_pending))
+            };
+            if rejoin {
+                // Leaving revokes everything (the tasks are closed already); joining again
+                // starts every partition at its committed offset.
+                consumer.unsubscribe();
+                lock(&core).handoffs.changed();
+            }
+            if nudge || rejoin {
+                tracing::debug!(thread = %setup.name, "asking the group coordinator for this thread's assignment");
+                if let Err(e) = consumer.subscribe(&topic_refs) {
+                    tracing::warn!(thread = %setup.name, error = %e, "re-subscribing");
+                }
+            }
+        }
+        lock(&core).shutdown(&consumer)
+    })();
+    if let Err(e) = &outcome {
+        tracing::error!(thread = %setup.name, error = %e, "stream thread failed");
+        lock(&core).abandon();
+    }
+    // Leaving the group revokes what is left; tasks are closed already.
+    consumer.unsubscribe();
+    lock(&core).handoffs.changed();
+    drop(consumer);
+    {
+        let c = lock(&core);
+        if outcome.is_ok() {
+            if let Err(e) = c.producer.flush() {
+                tracing::warn!(thread = %setup.name, error = %e, "final producer flush");
+            }
+        }
+    }
+    lock(&core).report();
+    setup.state.thread(setup.index, ThreadState::Dead);
+    tracing::info!(thread = %setup.name, "stream thread stopped");
+    outcome
+}

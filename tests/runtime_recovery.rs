@@ -1,0 +1,438 @@
+//! The stream thread's failure paths, driven on the embedded broker (no Kafka needed) with
+//! faults injected: a panic in user code (failing the record, never committing it; or skipped
+//! by the processing handler), a thread replaced by the uncaught exception handler, retriable and
+//! fatal transaction errors (a fenced producer is replaced and processing resumes).
+//!
+//! The embedded cluster has no transaction isolation, so these check that the application keeps
+//! going and loses nothing; exactness under exactly-once is checked on the real broker
+//! (`exactly_once_crash.rs`).
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kstreams::embedded::{EmbeddedKafka, RDKafkaApiKey, RDKafkaRespErr};
+use kstreams::handlers::StreamThreadExceptionResponse;
+use kstreams::prelude::*;
+use kstreams::processor::{Processor, ProcessorContext, ProcessorResult};
+use kstreams::Record;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+fn produce(kafka: &EmbeddedKafka, topic: &str, values: &[&str]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .create()
+        .expect("producer");
+    for (i, v) in values.iter().enumerate() {
+        let key = format!("k{i}");
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .key(key.as_bytes())
+                    .payload(v.as_bytes()),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Values read from `topic` (one partition) until `enough` holds or `timeout` passes.
+fn read_values(
+    kafka: &EmbeddedKafka,
+    topic: &str,
+    timeout: Duration,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", support::unique("reader"))
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    consumer.assign(&tpl).expect("assign");
+    let mut values = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline && !enough(&values) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            values.push(String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned());
+        }
+    }
+    values
+}
+
+fn committed_offset(kafka: &EmbeddedKafka, group: &str, topic: &str) -> Option<i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .set("group.id", group)
+        .create()
+        .expect("offsets client");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(topic, 0);
+    let committed = consumer
+        .committed_offsets(tpl, Duration::from_secs(10))
+        .expect("committed offsets");
+    let offset = committed.elements()[0].offset();
+    match offset {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Forwards values; panics (or, with `error`, fails) on "poison" while `armed`.
+struct Picky {
+    armed: Arc<AtomicBool>,
+    error: bool,
+}
+
+impl Processor<String, String, String, String> for Picky {
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> ProcessorResult {
+        if r.value == "poison" && self.armed.load(Ordering::SeqCst) {
+            if self.error {
+                self.armed.store(false, Ordering::SeqCst);
+                return Err("cannot digest poison".into());
+            }
+            panic!("choked on poison");
+        }
+        ctx.forward(r)
+    }
+}
+
+struct App {
+    kafka: EmbeddedKafka,
+    input: String,
+    output: String,
+    id: String,
+    _state: tempfile::TempDir,
+    streams: KafkaStreams,
+}
+
+fn app(
+    guarantee: &str,
+    error: bool,
+    armed: Arc<AtomicBool>,
+    configure: impl FnOnce(StreamsConfig) -> StreamsConfig,
+) -> App {
+    support::init_logs();
+    let kafka = EmbeddedKafka::start().expect("embedded broker");
+    let (input, output, id) = (
+        support::unique("in"),
+        support::unique("out"),
+        support::unique("app"),
+    );
+    kafka.create_topic(&input, 1).expect("topic");
+    kafka.create_topic(&output, 1).expect("topic");
+    let builder = StreamsBuilder::new();
+    builder
+        .stream::<String, String>(
+            input.as_str(),
+            Consumed::with(Serdes::string(), Serdes::string()),
+        )
+        .process(
+            move || Picky {
+                armed: armed.clone(),
+                error,
+            },
+            &[],
+        )
+        .named("picky")
+        .to(&output, Produced::with(Serdes::string(), Serdes::string()));
+    let state = tempfile::tempdir().expect("state dir");
+    let config = configure(
+        StreamsConfig::new(&id)
+            .with_embedded(&kafka)
+            .set("state.dir", state.path().display())
+            .set("processing.guarantee", guarantee)
+            .set("commit.interval.ms", 50),
+    );
+    let streams = KafkaStreams::new(builder.build().expect("build"), config).expect("instance");
+    App {
+        kafka,
+        input,
+        output,
+        id,
+        _state: state,
+        streams,
+    }
+}
+
+const INPUT: [&str; 10] = ["a", "b", "c", "d", "e", "poison", "f", "g", "h", "i"];
+
+#[test]
+fn a_panic_in_user_code_fails_its_record_and_nothing_of_it_is_committed() {
+    let a = app(
+        "at_least_once",
+        false,
+        Arc::new(AtomicBool::new(true)),
+        |c| c,
+    );
+    produce(&a.kafka, &a.input, &INPUT);
+    a.streams.start().expect("start");
+    wait_for("the Error state", Duration::from_secs(60), || {
+        a.streams.state() == State::Error
+    });
+    let cause = a.streams.error().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        cause.contains("`picky`") && cause.contains("panicked: choked on poison"),
+        "{cause}"
+    );
+    assert!(a.streams.close(Duration::from_secs(30)));
+    let committed = committed_offset(&a.kafka, &a.id, &a.input);
+    assert!(
+        committed.is_none_or(|o| o <= 5),
+        "the offset of the record that panicked (5) must not be committed past: {committed:?}"
+    );
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(3), |_| false);
+    assert!(
+        !out.iter()
+            .any(|v| ["f", "g", "h", "i"].contains(&v.as_str())),
+        "nothing after the poison is processed: {out:?}"
+    );
+}
+
+#[test]
+fn the_processing_handler_can_skip_a_record_whose_processor_panicked() {
+    let a = app(
+        "exactly_once_v2",
+        false,
+        Arc::new(AtomicBool::new(true)),
+        |c| c.set("processing.exception.handler", "log-and-continue"),
+    );
+    produce(&a.kafka, &a.input, &INPUT);
+    a.streams.start().expect("start");
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(60), |v| {
+        v.len() >= 9
+    });
+    assert_eq!(
+        out,
+        INPUT
+            .iter()
+            .filter(|v| **v != "poison")
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+    );
+    wait_for("the skip to be counted", Duration::from_secs(10), || {
+        a.streams
+            .metrics()
+            .threads
+            .iter()
+            .map(|t| t.processing_skipped)
+            .sum::<u64>()
+            == 1
+    });
+    assert!(a.streams.error().is_none());
+    assert!(a.streams.close(Duration::from_secs(30)));
+}
+
+#[test]
+fn a_replaced_thread_resumes_from_the_last_commit_and_the_instance_keeps_running() {
+    let armed = Arc::new(AtomicBool::new(true));
+    let a = app("at_least_once", true, armed.clone(), |c| c);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let states = seen.clone();
+    a.streams
+        .set_state_listener(move |new, _| states.lock().expect("states").push(new));
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    a.streams
+        .set_uncaught_exception_handler(move |error| {
+            assert!(
+                error.to_string().contains("cannot digest poison"),
+                "{error}"
+            );
+            counted.fetch_add(1, Ordering::SeqCst);
+            StreamThreadExceptionResponse::ReplaceThread
+        })
+        .expect("handler");
+    produce(&a.kafka, &a.input, &INPUT);
+    a.streams.start().expect("start");
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(60), |v| {
+        v.iter().any(|x| x == "i")
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    let want: BTreeSet<&str> = INPUT.iter().copied().collect();
+    assert_eq!(
+        got, want,
+        "every record, the failed one included, once the thread is replaced"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(!armed.load(Ordering::SeqCst));
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
+    assert!(
+        !seen.lock().expect("states").contains(&State::Error),
+        "a replaced thread does not stop the instance"
+    );
+    assert!(a.streams.close(Duration::from_secs(30)));
+    assert_eq!(a.streams.state(), State::NotRunning);
+}
+
+/// Runs an exactly-once pass-through after `inject` made the cluster fail its next requests;
+/// checks that every input comes out and the instance never fails, and returns the recoveries
+/// it counted.
+fn survives(inject: impl FnOnce(&EmbeddedKafka)) -> u64 {
+    let a = app(
+        "exactly_once_v2",
+        false,
+        Arc::new(AtomicBool::new(false)),
+        |c| c,
+    );
+    // The cluster fails the next requests of any client: the input goes in first.
+    produce(&a.kafka, &a.input, &INPUT);
+    inject(&a.kafka);
+    a.streams.start().expect("start");
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
+        INPUT.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
+    let recoveries = a
+        .streams
+        .metrics()
+        .threads
+        .iter()
+        .map(|t| t.recoveries)
+        .sum();
+    assert!(a.streams.close(Duration::from_secs(30)));
+    assert_eq!(
+        a.streams.state(),
+        State::NotRunning,
+        "{:?}",
+        a.streams.error()
+    );
+    recoveries
+}
+
+#[test]
+fn retriable_transaction_errors_are_retried_without_failing() {
+    survives(|kafka| {
+        kafka
+            .fail_requests(
+                RDKafkaApiKey::EndTxn,
+                &[
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR,
+                    RDKafkaRespErr::RD_KAFKA_RESP_ERR_CONCURRENT_TRANSACTIONS,
+                ],
+            )
+            .expect("inject");
+    });
+}
+
+#[test]
+fn a_fenced_producer_is_replaced_and_processing_resumes() {
+    let recoveries = survives(|kafka| {
+        kafka
+            .fail_requests(
+                RDKafkaApiKey::Produce,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_PRODUCER_FENCED],
+            )
+            .expect("inject");
+    });
+    assert!(recoveries >= 1, "the fenced producer was replaced");
+}
+
+#[test]
+fn an_abortable_transaction_error_rewinds_and_processing_resumes() {
+    let recoveries = survives(|kafka| {
+        kafka
+            .fail_requests(
+                RDKafkaApiKey::AddPartitionsToTxn,
+                &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED],
+            )
+            .expect("inject");
+    });
+    assert!(
+        recoveries >= 1,
+        "the transaction was aborted and the task revived"
+    );
+}
+
+#[test]
+fn shutdown_application_stops_every_instance() {
+    support::init_logs();
+    let kafka = EmbeddedKafka::start().expect("embedded broker");
+    let (input, output, id) = (
+        support::unique("in"),
+        support::unique("out"),
+        support::unique("app"),
+    );
+    kafka.create_topic(&input, 2).expect("topic");
+    kafka.create_topic(&output, 2).expect("topic");
+    let instance = |state: &std::path::Path| {
+        let builder = StreamsBuilder::new();
+        let armed = Arc::new(AtomicBool::new(true));
+        builder
+            .stream::<String, String>(
+                input.as_str(),
+                Consumed::with(Serdes::string(), Serdes::string()),
+            )
+            .process(
+                move || Picky {
+                    armed: armed.clone(),
+                    error: true,
+                },
+                &[],
+            )
+            .named("picky")
+            .to(&output, Produced::with(Serdes::string(), Serdes::string()));
+        let config = StreamsConfig::new(&id)
+            .with_embedded(&kafka)
+            .set("state.dir", state.display())
+            .set("commit.interval.ms", 50);
+        let streams = KafkaStreams::new(builder.build().expect("build"), config).expect("instance");
+        streams
+            .set_uncaught_exception_handler(|_| StreamThreadExceptionResponse::ShutdownApplication)
+            .expect("handler");
+        streams
+    };
+    let (state_a, state_b) = (
+        tempfile::tempdir().expect("state"),
+        tempfile::tempdir().expect("state"),
+    );
+    let (a, b) = (instance(state_a.path()), instance(state_b.path()));
+    a.start().expect("start a");
+    b.start().expect("start b");
+    wait_for("both running", Duration::from_secs(60), || {
+        a.state() == State::Running && b.state() == State::Running
+    });
+    produce(&kafka, &input, &INPUT);
+    wait_for("both instances to stop", Duration::from_secs(60), || {
+        a.state() == State::Error && b.state() == State::Error
+    });
+    let causes: Vec<String> = [&a, &b]
+        .iter()
+        .map(|s| s.error().map(|e| e.to_string()).unwrap_or_default())
+        .collect();
+    assert!(
+        causes.iter().any(|c| c.contains("cannot digest poison")),
+        "{causes:?}"
+    );
+    assert!(
+        causes
+            .iter()
+            .any(|c| c.contains("the application was shut down by instance")),
+        "the other instance was told: {causes:?}"
+    );
+    assert!(a.close(Duration::from_secs(30)) && b.close(Duration::from_secs(30)));
+}
