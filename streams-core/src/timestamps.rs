@@ -17,7 +17,7 @@
 //! still the configured one. A source may set its own policy
 //! ([`SourceSpec::with_invalid_timestamp_policy`](crate::topology::SourceSpec::with_invalid_timestamp_policy)).
 //! Skipped records count in the task's `skipped` metric; a failure stops the task with
-//! [`StreamsError::InvalidTimestamp`](crate::StreamsError::InvalidTimestamp).
+//! [`StreamsError::InvalidTimestamp`].
 
 use std::sync::Arc;
 

@@ -8,11 +8,60 @@
 //! that retention plus a day. A grouped stream repartitions first if an operator upstream may
 //! have changed the key, exactly as for unwindowed aggregations.
 //!
-//! The result is a table keyed by [`Windowed`] keys. Which updates it emits, how lateness is
-//! handled and which timestamps results carry is described in the processors' module,
-//! `window_aggregate`; in short: a record later than its window's end plus the grace period is
-//! dropped and counted (`dropped_late`), and with [`EmitStrategy::OnWindowClose`] (time and
-//! sliding windows) or [`KTable::suppress`] each window's final value is emitted exactly once.
+//! The result is a table keyed by [`Windowed`] keys: in short, a record later than its window's
+//! end plus the grace period is dropped and counted (`dropped_late`), and with
+//! [`EmitStrategy::OnWindowClose`] (time and sliding windows) or [`KTable::suppress`] each
+//! window's final value is emitted exactly once.
+//!
+//! # Time, lateness and what is emitted
+//!
+//! Stream time is the task's: the largest timestamp it has processed, this record included. A
+//! window closes when stream time minus the grace period passes its end (time windows: `end <=
+//! stream time - grace`; sliding windows: `end < stream time - grace`; sessions: `end < stream
+//! time - grace - gap`). A record is never folded into a closed window: it is dropped for that
+//! window, counted in the task's `dropped_late` metric (once per window, as Kafka counts it) and
+//! logged at debug level.
+//!
+//! Results are a windowed table (`Windowed<K>` keys, [`Change`]s). With the
+//! default emit strategy every update is forwarded: at once without a cache; with one, what the cache writes
+//! down (after evictions, and at each commit: one change per window per commit). With
+//! [`EmitStrategy::OnWindowClose`] nothing is forwarded until a window closes, and then its
+//! final value once: the windows that closed are read from the store when stream time closes
+//! them, before the record that closed them is aggregated, so a window never expires from the
+//! store before it is emitted. The close time of the last emission and the largest stream time
+//! seen are kept in a small changelogged store next to the window store; they survive restarts
+//! and rebalances in the same transaction as the output, so each window is emitted exactly once
+//! under `exactly_once_v2`, and a record for a window that had closed is dropped as late even if
+//! the task's stream time restarted lower.
+//!
+//! A result's timestamp is the largest timestamp of the records in its window (sessions: the
+//! session end).
+//!
+//! # Where this differs from Kafka Streams 4.2
+//!
+//! Checked against Kafka Streams' own TopologyTestDriver on random input, results agree record
+//! for record except where Kafka Streams loses or repeats results:
+//!
+//! - emit-on-close emits closed windows before the record that closed them is stored, and on
+//!   every record rather than at most once per second of wall-clock time; Kafka Streams stores
+//!   first, so a record far ahead in time expires (with the default retention) the windows it
+//!   closes before they are emitted;
+//! - a sliding window store keeps windows 2 ms longer than its retention, which Kafka Streams
+//!   counts from the newest window start (up to 1 ms past stream time): at exactly twice the
+//!   time difference plus grace it can expire the window a record copies its left window's
+//!   aggregate from, and the record's left window then misses earlier records;
+//! - a record cache never returns a window or session the store behind it has expired; Kafka
+//!   Streams' caches do, until they evict it, so there merging depends on what is cached;
+//! - `suppress` closes sliding and session windows (inclusive ends) when stream time minus the
+//!   grace passes their end, as their aggregations do (see [`crate::suppress`]);
+//! - stream time is the task's, never lower than the aggregation's persisted one; Kafka Streams
+//!   uses the largest timestamp of the records that reached the processor since it started (the
+//!   two differ when records are filtered out upstream, and after a restart), and keeps the last
+//!   emission's close time in the committed offsets' metadata rather than in a store.
+//!
+//! Each windowed aggregation has two stores: the windows (`<name>`), and `<name>-time`, an
+//! in-memory, cached, changelogged key-value store holding its stream time (and, emitting on
+//! close, the last emission's close time).
 
 use std::cell::RefCell;
 use std::rc::Rc;
