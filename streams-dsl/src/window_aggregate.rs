@@ -221,6 +221,9 @@ pub(crate) struct WindowClock {
     state: Option<KeyValueStore<String, i64>>,
     stream_time: i64,
     last_close: i64,
+    /// The store keys, allocated once.
+    stream_time_key: String,
+    last_close_key: String,
 }
 
 const LAST_CLOSE_KEY: &str = "last-emitted-close-time";
@@ -233,13 +236,15 @@ impl WindowClock {
             state: None,
             stream_time: i64::MIN,
             last_close: i64::MIN,
+            stream_time_key: STREAM_TIME_KEY.to_owned(),
+            last_close_key: LAST_CLOSE_KEY.to_owned(),
         }
     }
 
     fn init<KO, VO>(&mut self, ctx: &ProcessorContext<'_, KO, VO>) -> ProcessorResult {
         let state: KeyValueStore<String, i64> = ctx.key_value_store(&self.store_name)?;
-        self.last_close = state.get(&LAST_CLOSE_KEY.to_owned())?.unwrap_or(i64::MIN);
-        self.stream_time = state.get(&STREAM_TIME_KEY.to_owned())?.unwrap_or(i64::MIN);
+        self.last_close = state.get(&self.last_close_key)?.unwrap_or(i64::MIN);
+        self.stream_time = state.get(&self.stream_time_key)?.unwrap_or(i64::MIN);
         self.state = Some(state);
         Ok(())
     }
@@ -257,7 +262,7 @@ impl WindowClock {
             self.stream_time = task_stream_time;
             // A cached store: one changelog record per commit, in the commit's transaction.
             self.state()?
-                .put(&STREAM_TIME_KEY.to_owned(), &task_stream_time)?;
+                .put(&self.stream_time_key, &task_stream_time)?;
         }
         Ok(self.stream_time)
     }
@@ -269,7 +274,7 @@ impl WindowClock {
 
     fn emitted(&mut self, close: i64) -> ProcessorResult {
         self.last_close = close;
-        self.state()?.put(&LAST_CLOSE_KEY.to_owned(), &close)?;
+        self.state()?.put(&self.last_close_key, &close)?;
         Ok(())
     }
 }
