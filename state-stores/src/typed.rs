@@ -359,6 +359,20 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.cell.with(|s| s.put(&k, start, v.as_deref()))?
     }
 
+    /// Reads `key`'s window starting at `start` and stores what `f` makes of it, in one store
+    /// operation (the key is serialized once); returns `f`'s second result. `f` runs while the
+    /// store is held: it must not reach this store itself.
+    pub fn update<R>(&self, key: &K, start: i64, f: impl FnOnce(Option<V>) -> (V, R)) -> Result<R> {
+        let k = self.codec.key(key)?;
+        self.cell.with(|s| -> Result<R> {
+            let old = self.codec.read_opt(s.fetch(&k, start)?)?;
+            let (new, result) = f(old);
+            let v = self.codec.value(&new)?;
+            s.put(&k, start, Some(&v))?;
+            Ok(result)
+        })?
+    }
+
     /// The value of `key` in the window starting at `start`.
     pub fn fetch(&self, key: &K, start: i64) -> Result<Option<V>> {
         let k = self.codec.key(key)?;

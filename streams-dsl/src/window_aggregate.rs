@@ -129,11 +129,51 @@ impl<K: Data, VA: Data> WindowTable<K, VA> {
         Window::new(start, start.saturating_add(self.length))
     }
 
-    fn fetch(&self, key: &K, start: i64) -> ProcessorResult<Option<ValueAndTimestamp<VA>>> {
-        Ok(self.store()?.fetch(key, start)?)
+    /// Folds a record at `t` into `key`'s window at `start` with `adder` (which gets the window's
+    /// aggregate so far) in one store operation, forwarding the change at once when uncached;
+    /// returns whether the window is new.
+    #[allow(clippy::too_many_arguments)]
+    fn aggregate(
+        &self,
+        key: &K,
+        start: i64,
+        t: i64,
+        adder: impl FnOnce(Option<VA>) -> VA,
+        headers: &Headers,
+        ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
+    ) -> ProcessorResult<bool> {
+        let immediate = self.forwarding == Forwarding::Immediate;
+        let (created, change) = self.store()?.update(key, start, |old| {
+            let created = old.is_none();
+            let timestamp = old.as_ref().map_or(t, |o| o.timestamp.max(t));
+            let old = old.map(|o| o.value);
+            if immediate {
+                let new = adder(old.clone());
+                let stored = ValueAndTimestamp {
+                    value: new.clone(),
+                    timestamp,
+                };
+                (stored, (created, Some((new, old, timestamp))))
+            } else {
+                let stored = ValueAndTimestamp {
+                    value: adder(old),
+                    timestamp,
+                };
+                (stored, (created, None))
+            }
+        })?;
+        if let Some((new, old, timestamp)) = change {
+            ctx.forward(Record {
+                key: Windowed::new(key.clone(), self.window(start)),
+                value: Change::new(Some(new), old),
+                timestamp,
+                headers: headers.clone(),
+            })?;
+        }
+        Ok(created)
     }
 
-    /// Stores `new` for `key`'s window at `start` and forwards the change as configured.
+    /// Stores `new` for `key`'s window at `start` and forwards the change at once when uncached.
     #[allow(clippy::too_many_arguments)]
     fn put(
         &self,
@@ -163,18 +203,8 @@ impl<K: Data, VA: Data> WindowTable<K, VA> {
                     headers: headers.clone(),
                 })
             }
-            Forwarding::Cached => {
-                store.put(
-                    key,
-                    start,
-                    Some(&ValueAndTimestamp {
-                        value: new,
-                        timestamp,
-                    }),
-                )?;
-                self.forward_emissions(ctx)
-            }
-            Forwarding::Final => {
+            // Cached: the processor forwards what the cache wrote down once per record.
+            Forwarding::Cached | Forwarding::Final => {
                 store.put(
                     key,
                     start,
@@ -221,6 +251,11 @@ pub(crate) struct WindowClock {
     state: Option<KeyValueStore<String, i64>>,
     stream_time: i64,
     last_close: i64,
+    /// The stream time last written to the store.
+    persisted: i64,
+    /// For time windows, `(offset, step)`: lateness only changes when `(stream time - offset)
+    /// / step` does (a window end plus grace is passed), so stream time is written then only.
+    quantum: Option<(i64, i64)>,
     /// The store keys, allocated once.
     stream_time_key: String,
     last_close_key: String,
@@ -230,21 +265,39 @@ const LAST_CLOSE_KEY: &str = "last-emitted-close-time";
 const STREAM_TIME_KEY: &str = "stream-time";
 
 impl WindowClock {
+    /// A clock for windows whose close decisions can change at any stream time.
     pub(crate) fn new(store_name: String) -> Self {
         WindowClock {
             store_name,
             state: None,
             stream_time: i64::MIN,
             last_close: i64::MIN,
+            persisted: i64::MIN,
+            quantum: None,
             stream_time_key: STREAM_TIME_KEY.to_owned(),
             last_close_key: LAST_CLOSE_KEY.to_owned(),
         }
+    }
+
+    /// A clock for time windows (`size`, `advance`, `grace`): windows close only when stream time
+    /// reaches `k * advance + size + grace`, so stream time is written only when it passes one
+    /// of those; a restart then judges every record exactly as before.
+    pub(crate) fn for_time_windows(store_name: String, windows: &TimeWindows) -> Self {
+        let mut clock = Self::new(store_name);
+        if windows.advance_ms() > 0 {
+            clock.quantum = Some((
+                windows.size_ms().saturating_add(windows.grace_ms()),
+                windows.advance_ms(),
+            ));
+        }
+        clock
     }
 
     fn init<KO, VO>(&mut self, ctx: &ProcessorContext<'_, KO, VO>) -> ProcessorResult {
         let state: KeyValueStore<String, i64> = ctx.key_value_store(&self.store_name)?;
         self.last_close = state.get(&self.last_close_key)?.unwrap_or(i64::MIN);
         self.stream_time = state.get(&self.stream_time_key)?.unwrap_or(i64::MIN);
+        self.persisted = self.stream_time;
         self.state = Some(state);
         Ok(())
     }
@@ -414,17 +467,22 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
                 log_late(&self.table.store_name, t, window, close);
                 continue;
             }
-            let old = self.table.fetch(&r.key, window.start)?;
-            let timestamp = old.as_ref().map_or(t, |o| o.timestamp.max(t));
-            let old = old.map(|o| o.value);
-            let new = (self.adder)(&r.key, r.value.clone(), old.clone());
-            self.table
-                .put(&r.key, window.start, new, old, timestamp, &r.headers, ctx)?;
-            if let Some(emitter) = &mut self.emitter {
-                emitter.note_window(window.end);
+            let (adder, key, value) = (&self.adder, &r.key, &r.value);
+            let created = self.table.aggregate(
+                key,
+                window.start,
+                t,
+                |old| adder(key, value.clone(), old),
+                &r.headers,
+                ctx,
+            )?;
+            if created {
+                if let Some(emitter) = &mut self.emitter {
+                    emitter.note_window(window.end);
+                }
             }
         }
-        Ok(())
+        self.table.forward_emissions(ctx)
     }
 
     fn flushed(
@@ -745,10 +803,11 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             close,
         };
         if t < d {
-            self.process_early(&step, ctx)
+            self.process_early(&step, ctx)?;
         } else {
-            self.process_in_order(&step, ctx)
+            self.process_in_order(&step, ctx)?;
         }
+        self.table.forward_emissions(ctx)
     }
 
     fn flushed(
@@ -789,7 +848,7 @@ impl<K: Data, V: Data, VA: Data> SessionWindowAggregate<K, V, VA> {
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<VA>>,
     ) -> ProcessorResult {
         if self.cached {
-            return self.forward_emissions(ctx);
+            return Ok(()); // forwarded once per record, from what the cache writes down
         }
         ctx.forward(Record {
             key: Windowed::new(key.clone(), Window::new(window.start, window.end)),
@@ -888,7 +947,8 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
             Change::new(Some(new), None),
             &r.headers,
             ctx,
-        )
+        )?;
+        self.forward_emissions(ctx)
     }
 
     fn flushed(

@@ -413,7 +413,12 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     (false, false) => Forwarding::Immediate,
                 };
                 let table = WindowTable::new(store, length, forwarding);
-                let clock = WindowClock::new(time_store);
+                let clock = match kind {
+                    TimeWindowKind::Time(windows) => {
+                        WindowClock::for_time_windows(time_store, &windows)
+                    }
+                    TimeWindowKind::Sliding(_) => WindowClock::new(time_store),
+                };
                 let emitter = on_close.then(FinalEmitter::new);
                 match kind {
                     TimeWindowKind::Time(windows) => TimeOrSliding::Time(TimeWindowAggregate {
