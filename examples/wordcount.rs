@@ -23,8 +23,6 @@ use clap::{Parser, ValueEnum};
 use kstreams::embedded::EmbeddedKafka;
 use kstreams::prelude::*;
 use kstreams::{KafkaStreams, State};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -123,7 +121,7 @@ fn config(args: &Args, default_commit_ms: u64) -> StreamsConfig {
 
 /// Runs against a real cluster until SIGINT or SIGTERM.
 fn run_on_cluster(args: &Args, bootstrap: &str) -> Result<(), Box<dyn std::error::Error>> {
-    create_topics_if_missing(
+    support::create_topics_if_missing(
         bootstrap,
         &[&args.input_topic, &args.output_topic],
         args.partitions,
@@ -156,38 +154,6 @@ fn run_on_cluster(args: &Args, bootstrap: &str) -> Result<(), Box<dyn std::error
         Some(e) => Err(format!("the application failed: {e}").into()),
         None => Ok(()),
     }
-}
-
-fn create_topics_if_missing(
-    bootstrap: &str,
-    topics: &[&str],
-    partitions: i32,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .create()?;
-    let metadata = admin
-        .inner()
-        .fetch_metadata(None, Duration::from_secs(30))?;
-    let missing: Vec<NewTopic<'_>> = topics
-        .iter()
-        .filter(|t| !metadata.topics().iter().any(|m| m.name() == **t))
-        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
-        .collect();
-    if missing.is_empty() {
-        return Ok(());
-    }
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    for result in futures::executor::block_on(admin.create_topics(&missing, &options))? {
-        match result {
-            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
-            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
-                tracing::debug!(%topic, "topic exists")
-            }
-            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}").into()),
-        }
-    }
-    Ok(())
 }
 
 /// Runs on the embedded broker: feed the text, process it all, print the top words.

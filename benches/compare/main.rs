@@ -7,6 +7,8 @@
 //! records from the first output record (broker append time) until the group has committed all
 //! input; "start to first output" runs from process start to that first output record. Restore
 //! cases time how long an instance takes to restore a preloaded 1M-key changelog and run.
+//! Windowed-count cases count events (10 000 keys, 1 ms of event time apart) per key in 60 s
+//! windows, tumbling and hopping by 10 s, every update through the record cache.
 #![allow(missing_docs, clippy::print_stdout)]
 
 #[path = "../../examples/support/mod.rs"]
@@ -18,7 +20,7 @@ mod workers;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use measure::{caught_up, create_topic, first_append_ms, now_ms, produce, Measured};
+use measure::{caught_up, create_topic, first_append_ms, now_ms, produce, produce_at, Measured};
 use report::{Case, RestoreRun, Run};
 
 struct Settings {
@@ -27,6 +29,7 @@ struct Settings {
     kafka_version: String,
     lines: u64,
     records: u64,
+    events: u64,
     restore_keys: u64,
     reps: usize,
     threads: usize,
@@ -60,6 +63,7 @@ impl Settings {
                 .unwrap_or_else(|_| "4.2.1".into()),
             lines: env_or("KSTREAMS_BENCH_LINES", 1_000_000),
             records: env_or("KSTREAMS_BENCH_RECORDS", 4_000_000),
+            events: env_or("KSTREAMS_BENCH_EVENTS", 4_000_000),
             restore_keys: env_or("KSTREAMS_BENCH_RESTORE_KEYS", 1_000_000),
             reps: env_or("KSTREAMS_BENCH_REPS", 3),
             threads: env_or("KSTREAMS_BENCH_THREADS", 2),
@@ -101,6 +105,16 @@ fn line(i: u64) -> Vec<u8> {
     out.into_bytes()
 }
 
+/// An event for the windowed counts: one of 10 000 keys, an 8-byte value, event time 1 ms after
+/// the previous event's.
+fn event(i: u64, start_ms: i64) -> (Vec<u8>, Vec<u8>, i64) {
+    (
+        format!("sensor-{:05}", i.wrapping_mul(7919) % 10_000).into_bytes(),
+        i.to_be_bytes().to_vec(),
+        start_ms + i as i64,
+    )
+}
+
 /// A keyed record with a 100-byte value; one in twenty starts with '#' (filtered out).
 fn record(i: u64) -> (Vec<u8>, Vec<u8>) {
     let key = format!("key-{:012}", i % 100_003).into_bytes();
@@ -137,7 +151,12 @@ struct Spec {
 
 fn specs() -> Vec<Spec> {
     let mut specs = Vec::new();
-    for (mode, label) in [("wordcount", "word count"), ("stateless", "map/filter")] {
+    for (mode, label) in [
+        ("wordcount", "word count"),
+        ("stateless", "map/filter"),
+        ("windowed-tumbling", "windowed count tumbling"),
+        ("windowed-hopping", "windowed count hopping"),
+    ] {
         for guarantee in ["at_least_once", "exactly_once_v2"] {
             let java = format!("Kafka Streams {label} {guarantee}");
             specs.push(Spec {
@@ -468,12 +487,13 @@ fn main() {
 fn harness(s: &Settings) {
     let started = Instant::now();
     let stamp = s.run;
-    let (lines_topic, records_topic, empty_topic) = (
+    let (lines_topic, records_topic, events_topic, empty_topic) = (
         format!("bench-lines-{stamp}"),
         format!("bench-records-{stamp}"),
+        format!("bench-events-{stamp}"),
         format!("bench-empty-{stamp}"),
     );
-    for t in [&lines_topic, &records_topic, &empty_topic] {
+    for t in [&lines_topic, &records_topic, &events_topic, &empty_topic] {
         create_topic(&s.bootstrap, t, s.partitions, &[]);
     }
     let t = Instant::now();
@@ -487,10 +507,17 @@ fn harness(s: &Settings) {
         let (k, v) = record(i);
         (Some(k), Some(v))
     });
+    // Event time starts a day ago, at a minute boundary.
+    let events_start = (now_ms() - 86_400_000) / 60_000 * 60_000;
+    produce_at(&s.bootstrap, &events_topic, s.events, |i| {
+        let (k, v, t) = event(i, events_start);
+        (Some(k), Some(v), Some(t))
+    });
     eprintln!(
-        "preloaded {} lines ({words} words) and {} records in {:.1} s",
+        "preloaded {} lines ({words} words), {} records and {} events in {:.1} s",
         s.lines,
         s.records,
+        s.events,
         t.elapsed().as_secs_f64()
     );
 
@@ -506,10 +533,10 @@ fn harness(s: &Settings) {
             eprintln!("skipping {}: KSTREAMS_BENCH_JAVA_CP is not set", spec.name);
             continue;
         }
-        let (input, inputs) = if spec.mode == "wordcount" {
-            (&lines_topic, s.lines)
-        } else {
-            (&records_topic, s.records)
+        let (input, inputs) = match spec.mode {
+            "wordcount" => (&lines_topic, s.lines),
+            m if m.starts_with("windowed") => (&events_topic, s.events),
+            _ => (&records_topic, s.records),
         };
         let mut runs = Vec::new();
         for rep in 0..s.reps {
@@ -675,7 +702,7 @@ fn header(s: &Settings, words: u64) -> String {
          - kstreams {version}: {rustc}; rdkafka-sys {rdkafka} (bundled librdkafka), librocksdb-sys {rocksdb}\n\
          - Kafka Streams {kafka}: {java}; JVM defaults (no heap flags)\n\
          - settings for both: {partitions} partitions, {threads} stream threads, commit.interval.ms {commit} ({eos} under exactly_once_v2), statestore.cache.max.bytes {cache}, empty state, fresh group\n\
-         - input: word count {lines} lines ({words} words); map/filter {records} records (16-byte keys, 100-byte values, 5% filtered); restore {keys} keys\n\
+         - input: word count {lines} lines ({words} words); map/filter {records} records (16-byte keys, 100-byte values, 5% filtered); windowed counts {events} events (10 000 keys, 1 ms of event time apart; 60 s windows, hopping by 10 s; every update through the cache); restore {keys} keys\n\
          - repetitions: {reps} per case\n",
         date = chrono_date(),
         mem = mem_kb as f64 / (1024.0 * 1024.0),
@@ -693,6 +720,7 @@ fn header(s: &Settings, words: u64) -> String {
         cache = s.cache_bytes,
         lines = s.lines,
         records = s.records,
+        events = s.events,
         keys = s.restore_keys,
         reps = s.reps,
     )

@@ -168,6 +168,19 @@ pub fn produce(
     count: u64,
     make: impl Fn(u64) -> (Option<Vec<u8>>, Option<Vec<u8>>),
 ) {
+    produce_at(bootstrap, topic, count, |i| {
+        let (key, value) = make(i);
+        (key, value, None)
+    })
+}
+
+/// Like [`produce`], with a record timestamp (event time) from `make` where it gives one.
+pub fn produce_at(
+    bootstrap: &str,
+    topic: &str,
+    count: u64,
+    make: impl Fn(u64) -> (Option<Vec<u8>>, Option<Vec<u8>>, Option<i64>),
+) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("linger.ms", "50")
@@ -177,8 +190,11 @@ pub fn produce(
         .create()
         .expect("producer");
     for i in 0..count {
-        let (key, value) = make(i);
+        let (key, value, timestamp) = make(i);
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
+        if let Some(t) = timestamp {
+            record = record.timestamp(t);
+        }
         if let Some(k) = key.as_deref() {
             record = record.key(k);
         }

@@ -45,6 +45,24 @@ pub fn kstreams(args: &[String]) -> i32 {
     let topology = match mode.as_str() {
         "wordcount" | "restore" => crate::example::word_count_topology(input, output),
         "stateless" => stateless(input, output),
+        // Counts per key in 60 s windows of event time (record timestamps), every update
+        // through the cache, as `<key>@<window start>` -> count.
+        "windowed-tumbling" => crate::example::windowed_count_topology(
+            input,
+            output,
+            60_000,
+            60_000,
+            0,
+            crate::example::Emit::Updates,
+        ),
+        "windowed-hopping" => crate::example::windowed_count_topology(
+            input,
+            output,
+            60_000,
+            10_000,
+            0,
+            crate::example::Emit::Updates,
+        ),
         other => {
             eprintln!("unknown mode {other}");
             return 2;

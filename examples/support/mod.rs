@@ -1,6 +1,10 @@
-//! What the examples (and the integration tests that drive them) share: the word-count
-//! topology and logging set-up.
+//! What the examples (and the integration tests and benchmarks that drive them) share: the
+//! word-count and windowed-count topologies, the windowing example's event generator and its
+//! oracle, topic creation and logging set-up.
 #![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use kstreams::prelude::*;
 
@@ -60,6 +64,224 @@ pub fn run_until_signal(
         }
         Ok(streams.close_async(timeout).await)
     })
+}
+
+/// What the windowing example emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emit {
+    /// Each window's count once, after the window closes (emit on window close).
+    Final,
+    /// Every update of a window's count, through the record cache.
+    Updates,
+}
+
+/// Windowed count, as the windowing example runs it: records (key: a UTF-8 string; value
+/// ignored; event time: the record timestamp) from `input` are counted per key in windows of
+/// `window_ms` starting every `advance_ms`, accepting records up to `grace_ms` late; counts go to
+/// `output` with key `<key>@<window start in ms>` (UTF-8) and value the count as an 8-byte
+/// big-endian signed integer. A record with a null key cannot be read as a string: the
+/// deserialization handler decides (the example skips and counts them).
+pub fn windowed_count_topology(
+    input: &str,
+    output: &str,
+    window_ms: u64,
+    advance_ms: u64,
+    grace_ms: u64,
+    emit: Emit,
+) -> kstreams::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let windowed = builder
+        .stream::<String, ()>(input, Consumed::with(Serdes::string(), Serdes::unit()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::unit()))
+        .windowed_by(
+            TimeWindows::of_size_and_grace(
+                Duration::from_millis(window_ms),
+                Duration::from_millis(grace_ms),
+            )
+            .advance_by(Duration::from_millis(advance_ms)),
+        );
+    let windowed = match emit {
+        Emit::Final => windowed.emit_strategy(EmitStrategy::OnWindowClose),
+        Emit::Updates => windowed,
+    };
+    windowed
+        .count(Materialized::as_("windowed-counts"))
+        .to_stream()
+        .flat_map(|window, count| {
+            count.map(|count| (format!("{}@{}", window.key, window.window.start), count))
+        })
+        .to(output, Produced::with(Serdes::string(), Serdes::i64()));
+    builder.build()
+}
+
+/// One generated input event of the windowing example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// The record key.
+    pub key: String,
+    /// The partition it is written to (always the same for a key).
+    pub partition: i32,
+    /// Event time, epoch milliseconds.
+    pub timestamp: i64,
+}
+
+/// The partition the windowing example's generators write `key` to (FNV-1a of its bytes).
+pub fn key_partition(key: &str, partitions: i32) -> i32 {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % partitions.max(1) as u64) as i32
+}
+
+/// `n` events for `keys` keys (`sensor-0`, `sensor-1`, ...), starting at `start_ms` and
+/// `step_ms` apart on average, each up to `disorder_ms` earlier than its place in the sequence
+/// (so some arrive out of order, and some later than a window's grace period). Deterministic
+/// for a `seed`.
+pub fn windowing_events(
+    n: u64,
+    keys: u64,
+    partitions: i32,
+    start_ms: i64,
+    step_ms: i64,
+    disorder_ms: i64,
+    seed: u64,
+) -> Vec<Event> {
+    let mut x = seed ^ 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let key = format!("sensor-{}", next() % keys.max(1));
+            let back = if disorder_ms > 0 {
+                (next() % (disorder_ms as u64 + 1)) as i64
+            } else {
+                0
+            };
+            Event {
+                partition: key_partition(&key, partitions),
+                key,
+                timestamp: (start_ms + i as i64 * step_ms - back).max(0),
+            }
+        })
+        .collect()
+}
+
+/// Events that close every window of the input: one per partition, `window + grace` after the
+/// last event, with a key of its own (`flush-<partition>`), whose own windows stay open.
+pub fn flush_events(
+    events: &[Event],
+    partitions: i32,
+    window_ms: u64,
+    grace_ms: u64,
+) -> Vec<Event> {
+    let last = events.iter().map(|e| e.timestamp).max().unwrap_or(0);
+    (0..partitions)
+        .map(|p| Event {
+            key: format!("flush-{p}"),
+            partition: p,
+            timestamp: last + window_ms as i64 + grace_ms as i64 + 1,
+        })
+        .collect()
+}
+
+/// What the windowing example must output for `events` (each partition read in order): the
+/// count of every window (by `(key, window start)`), and which of them have closed by the end of
+/// the input (those are emitted with `--emit final`), and how many record-windows were late.
+pub struct WindowedCounts {
+    /// `(key, window start) -> count`, every window that got a record.
+    pub counts: BTreeMap<(String, i64), i64>,
+    /// The windows closed at the end of the input.
+    pub closed: BTreeSet<(String, i64)>,
+    /// Records dropped as late, counted once per window they missed.
+    pub dropped: u64,
+}
+
+/// Recomputes every window from the whole input with the grace rule: stream time is per
+/// partition (one task each); a record counts in each of its windows whose end is after stream
+/// time minus grace.
+pub fn expected_window_counts(
+    events: &[Event],
+    window_ms: u64,
+    advance_ms: u64,
+    grace_ms: u64,
+) -> WindowedCounts {
+    let (size, advance, grace) = (window_ms as i64, advance_ms as i64, grace_ms as i64);
+    let mut stream_time: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut counts = BTreeMap::new();
+    let mut dropped = 0;
+    let mut partition_of = BTreeMap::new();
+    for e in events {
+        let time = stream_time.entry(e.partition).or_insert(i64::MIN);
+        *time = (*time).max(e.timestamp);
+        let close = *time - grace;
+        let mut start = (e.timestamp - size + 1).max(0);
+        start += (advance - start % advance) % advance;
+        while start <= e.timestamp {
+            if start + size > close {
+                *counts.entry((e.key.clone(), start)).or_insert(0) += 1;
+                partition_of.insert(e.key.clone(), e.partition);
+            } else {
+                dropped += 1;
+            }
+            start += advance;
+        }
+    }
+    let closed = counts
+        .keys()
+        .filter(|(key, start)| {
+            let time = partition_of
+                .get(key)
+                .and_then(|p| stream_time.get(p))
+                .copied()
+                .unwrap_or(i64::MIN);
+            start + size <= time - grace
+        })
+        .cloned()
+        .collect();
+    WindowedCounts {
+        counts,
+        closed,
+        dropped,
+    }
+}
+
+/// Creates `topics` with `partitions` partitions where they do not exist yet.
+pub fn create_topics_if_missing(
+    bootstrap: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(30))?;
+    let missing: Vec<NewTopic<'_>> = topics
+        .iter()
+        .filter(|t| !metadata.topics().iter().any(|m| m.name() == **t))
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(-1)))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in futures::executor::block_on(admin.create_topics(&missing, &options))? {
+        match result {
+            Ok(topic) => tracing::info!(%topic, partitions, "created topic"),
+            Err((topic, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {
+                tracing::debug!(%topic, "topic exists")
+            }
+            Err((topic, code)) => return Err(format!("creating topic {topic}: {code}").into()),
+        }
+    }
+    Ok(())
 }
 
 /// Logs to stderr: `RUST_LOG` if set, else `default`.

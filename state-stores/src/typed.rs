@@ -253,6 +253,16 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.codec.pairs(raw)
     }
 
+    /// Entries whose serialized key lies in `[from, to]` (byte bounds, either may be absent), in
+    /// order: for ranges a typed key cannot express, such as "every entry before time t" over a
+    /// key encoding that starts with a time.
+    pub fn range_bytes(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<Vec<(K, V)>> {
+        let raw = self
+            .cell
+            .with(|s| s.range(from, to)?.collect::<Result<Vec<_>>>())??;
+        self.codec.pairs(raw)
+    }
+
     /// Entries whose serialized key starts with `prefix`.
     pub fn prefix_scan(&self, prefix: &[u8]) -> Result<Vec<(K, V)>> {
         let raw = self
@@ -337,11 +347,30 @@ impl<K: 'static, V: 'static> WindowStore<K, V> {
         self.cell.name()
     }
 
+    /// Whether `key` serializes as null (Kafka's null key, which aggregations skip).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.codec.keys.is_null(key)
+    }
+
     /// Stores `value` (or deletes, with `None`) for `key` in the window starting at `start`.
     pub fn put(&self, key: &K, start: i64, value: Option<&V>) -> Result<()> {
         let k = self.codec.key(key)?;
         let v = value.map(|v| self.codec.value(v)).transpose()?;
         self.cell.with(|s| s.put(&k, start, v.as_deref()))?
+    }
+
+    /// Reads `key`'s window starting at `start` and stores what `f` makes of it, in one store
+    /// operation (the key is serialized once); returns `f`'s second result. `f` runs while the
+    /// store is held: it must not reach this store itself.
+    pub fn update<R>(&self, key: &K, start: i64, f: impl FnOnce(Option<V>) -> (V, R)) -> Result<R> {
+        let k = self.codec.key(key)?;
+        self.cell.with(|s| -> Result<R> {
+            let old = self.codec.read_opt(s.fetch(&k, start)?)?;
+            let (new, result) = f(old);
+            let v = self.codec.value(&new)?;
+            s.put(&k, start, Some(&v))?;
+            Ok(result)
+        })?
     }
 
     /// The value of `key` in the window starting at `start`.
@@ -446,6 +475,26 @@ impl<K: 'static, V: 'static> SessionStore<K, V> {
     /// The store's name.
     pub fn name(&self) -> &str {
         self.cell.name()
+    }
+
+    /// Whether `key` serializes as null (Kafka's null key, which aggregations skip).
+    pub fn is_null_key(&self, key: &K) -> bool {
+        self.codec.keys.is_null(key)
+    }
+
+    /// The changes a caching layer wrote down since the last call: `((key, session), ...)`.
+    pub fn drain_emissions(&self) -> Result<Vec<Emission<(K, SessionWindow), V>>> {
+        let raw: Vec<CacheEmission> = self.cell.with(|s| s.drain_emissions())?;
+        raw.into_iter()
+            .filter_map(|e| keys::decode_session_key(&e.key).map(|sk| (sk, e)))
+            .map(|(sk, e)| {
+                Ok(Emission {
+                    key: (self.codec.read_key(&sk.key)?, sk.window),
+                    new_value: self.codec.read_opt(e.new_value)?,
+                    old_value: self.codec.read_opt(e.old_value)?,
+                })
+            })
+            .collect()
     }
 
     /// `key`'s sessions ending at or after `earliest_end` and starting at or before `latest_start`.

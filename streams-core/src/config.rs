@@ -36,6 +36,7 @@
 //! | `auto.offset.reset` | `earliest` | where sources start without committed offsets |
 //! | `default.deserialization.exception.handler` | `log-and-fail` | or `log-and-continue` |
 //! | `default.production.exception.handler` | `fail` | or `continue` |
+//! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
 //! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
 
 use std::collections::BTreeMap;
@@ -53,6 +54,7 @@ use crate::handlers::{
     SharedProcessingHandler, SharedProductionHandler,
 };
 use crate::serde_slot::{DefaultSerdes, ErasedSerde};
+use crate::timestamps::{DefaultSource, RawTimestampExtractor, TimestampSettings};
 
 /// `application.id`
 pub const APPLICATION_ID: &str = "application.id";
@@ -128,6 +130,9 @@ const PROTECTED: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// `default.timestamp.extractor`
+pub const DEFAULT_TIMESTAMP_EXTRACTOR: &str = crate::timestamps::DEFAULT_TIMESTAMP_EXTRACTOR;
+
 const KNOWN: &[&str] = &[
     APPLICATION_ID,
     BOOTSTRAP_SERVERS,
@@ -143,6 +148,7 @@ const KNOWN: &[&str] = &[
     AUTO_OFFSET_RESET,
     DESERIALIZATION_HANDLER,
     PRODUCTION_HANDLER,
+    DEFAULT_TIMESTAMP_EXTRACTOR,
     PROCESSING_HANDLER,
 ];
 
@@ -176,6 +182,7 @@ pub struct StreamsConfig {
     default_value_serde: Option<ErasedSerde>,
     deserialization_handler: Option<SharedDeserializationHandler>,
     production_handler: Option<SharedProductionHandler>,
+    timestamp_extractor: Option<Arc<dyn RawTimestampExtractor>>,
     processing_handler: Option<SharedProcessingHandler>,
     embedded: Option<EmbeddedAdmin>,
 }
@@ -238,6 +245,18 @@ impl StreamsConfig {
     /// A custom production handler (overrides the configured one).
     pub fn with_production_handler(mut self, handler: impl ProductionHandler + 'static) -> Self {
         self.production_handler = Some(Arc::new(handler));
+        self
+    }
+
+    /// Takes the event time of records from sources without an extractor of their own from
+    /// `extractor` (a function of the topic, the raw record and its partition's time so far)
+    /// instead of the record's timestamp. Negative results follow the policy of
+    /// `default.timestamp.extractor`.
+    pub fn with_default_timestamp_extractor(
+        mut self,
+        extractor: impl RawTimestampExtractor + 'static,
+    ) -> Self {
+        self.timestamp_extractor = Some(Arc::new(extractor));
         self
     }
 
@@ -335,6 +354,13 @@ impl StreamsConfig {
                 ))
             }
         };
+        let mut timestamps = match self.get(DEFAULT_TIMESTAMP_EXTRACTOR) {
+            Some(value) => TimestampSettings::parse(value)?,
+            None => TimestampSettings::default(),
+        };
+        if let Some(extractor) = &self.timestamp_extractor {
+            timestamps.source = DefaultSource::Custom(extractor.clone());
+        }
         let prefixed = |prefix: &str| -> BTreeMap<String, String> {
             self.props
                 .iter()
@@ -380,6 +406,7 @@ impl StreamsConfig {
             },
             deserialization,
             production,
+            timestamps,
             processing,
             embedded: self.embedded.clone(),
             application_id,
@@ -496,6 +523,8 @@ pub struct ResolvedConfig {
     pub deserialization: SharedDeserializationHandler,
     /// The production handler.
     pub production: SharedProductionHandler,
+    /// `default.timestamp.extractor` (and a custom default extractor).
+    pub timestamps: TimestampSettings,
     /// The processing handler.
     pub processing: SharedProcessingHandler,
     pub(crate) embedded: Option<EmbeddedAdmin>,

@@ -63,6 +63,26 @@ pub enum StreamsError {
         source: state_stores::SerdeError,
     },
 
+    /// An input record's event time is negative and the timestamp policy says to fail
+    /// (`default.timestamp.extractor`, or the source's own policy).
+    #[error(
+        "record {topic}-{partition}@{offset} has the invalid (negative) timestamp {timestamp} \
+         (source `{node}`); set default.timestamp.extractor to log-and-skip-on-invalid-timestamp \
+         or use-partition-time-on-invalid-timestamp to go on past such records"
+    )]
+    InvalidTimestamp {
+        /// The source node.
+        node: String,
+        /// The input topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+        /// The record's offset.
+        offset: i64,
+        /// The timestamp the extractor returned.
+        timestamp: i64,
+    },
+
     /// A state store failed.
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -6,6 +6,7 @@
 //! - [`testing`] has [`TopologyTestDriver`], which runs a topology without Kafka;
 //! - [`runtime`] has [`KafkaStreams`], which runs a topology on Kafka;
 //! - [`config`] has [`StreamsConfig`];
+//! - [`timestamps`] says where event time comes from;
 //! - [`embedded`] is an in-process Kafka cluster for examples and quick tests.
 
 pub mod collector;
@@ -20,6 +21,7 @@ pub mod runtime;
 pub mod serde_slot;
 pub(crate) mod task;
 pub mod testing;
+pub mod timestamps;
 pub mod topology;
 
 pub use config::{ProcessingGuarantee, StreamsConfig};
@@ -31,4 +33,5 @@ pub use runtime::{KafkaStreams, State};
 pub use serde_slot::SerdeSlot;
 pub use task::{TaskId, TaskMetrics};
 pub use testing::TopologyTestDriver;
+pub use timestamps::{InvalidTimestampPolicy, RecordTimestamp, WallClockTimestamp};
 pub use topology::{Topology, TopologyBuilder};

@@ -141,6 +141,13 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
         self.exec.rt.shared.punctuators.cancel(id);
     }
 
+    /// Counts one record that a windowed operator dropped because the window it belongs to had
+    /// already closed (stream time passed its end plus the grace period). Shows in the task's
+    /// `dropped_late` metric. The operator logs the record at debug level itself.
+    pub fn record_dropped_late(&mut self) {
+        self.exec.rt.shared.dropped_late += 1;
+    }
+
     /// Asks for a commit as soon as the current record is done.
     pub fn commit(&mut self) {
         self.exec.rt.shared.commit_requested = true;

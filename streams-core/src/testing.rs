@@ -234,6 +234,7 @@ impl TopologyTestDriver {
             rocksdb: RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?,
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
+            timestamps: config.timestamps.clone(),
             processing: config.processing.clone(),
             wall_clock_ms: 0,
             // The driver commits no transactions: stores write through.
@@ -386,6 +387,7 @@ impl TopologyTestDriver {
                 acc.processed += t.metrics.processed;
                 acc.skipped += t.metrics.skipped;
                 acc.punctuations += t.metrics.punctuations;
+                acc.dropped_late += t.metrics.dropped_late;
                 acc
             })
     }

@@ -6,8 +6,9 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use streams_core::error::Result;
+use streams_core::record::Record;
 use streams_core::serde_slot::SerdeSlot;
-use streams_core::topology::{SourceSpec, StoreDef, Topology, TopologyBuilder};
+use streams_core::topology::{SourceSpec, StoreDef, TimestampExtractor, Topology, TopologyBuilder};
 
 use crate::graph::{Graph, NodeKind};
 use crate::options::{Consumed, Materialized};
@@ -48,6 +49,26 @@ impl<const N: usize> Topics for [&str; N] {
 impl Topics for Vec<String> {
     fn topics(self) -> Vec<String> {
         self
+    }
+}
+
+/// A stream extractor applied to a table's updates; tombstones keep their record timestamp.
+struct TableTimestamps<K, V>(std::sync::Arc<dyn TimestampExtractor<K, V>>);
+
+impl<K: Clone, V: Clone> TimestampExtractor<K, Option<V>> for TableTimestamps<K, V> {
+    fn extract(&self, record: &Record<K, Option<V>>, partition_time: i64) -> i64 {
+        match &record.value {
+            Some(value) => self.0.extract(
+                &Record {
+                    key: record.key.clone(),
+                    value: value.clone(),
+                    timestamp: record.timestamp,
+                    headers: record.headers.clone(),
+                },
+                partition_time,
+            ),
+            None => record.timestamp,
+        }
     }
 }
 
@@ -136,6 +157,9 @@ impl StreamsBuilder {
         if let Some(extractor) = consumed.timestamps {
             spec = spec.with_shared_timestamp_extractor(extractor);
         }
+        if let Some(policy) = consumed.invalid_timestamps {
+            spec = spec.with_invalid_timestamp_policy(policy);
+        }
         if let Some(reset) = consumed.offset_reset {
             spec = spec.with_offset_reset(reset);
         }
@@ -178,6 +202,12 @@ impl StreamsBuilder {
             .or(consumed.values)
             .unwrap_or(SerdeSlot::DefaultValue);
         let mut spec = SourceSpec::from_slots(keys.clone(), values.optional());
+        if let Some(extractor) = consumed.timestamps {
+            spec = spec.with_timestamp_extractor(TableTimestamps(extractor));
+        }
+        if let Some(policy) = consumed.invalid_timestamps {
+            spec = spec.with_invalid_timestamp_policy(policy);
+        }
         if let Some(reset) = consumed.offset_reset {
             spec = spec.with_offset_reset(reset);
         }

@@ -82,6 +82,19 @@ pub(crate) struct Graph {
     names: BTreeSet<String>,
     /// Errors found while the DSL was called, reported by `build`.
     deferred: Vec<StreamsError>,
+    /// Windowed aggregation nodes, and when their windows close.
+    pub(crate) window_closing: BTreeMap<usize, WindowClosing>,
+}
+
+/// When the windows of a windowed aggregation close, as `suppress(until_window_closes)`
+/// downstream needs to know.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WindowClosing {
+    /// How long after a window's end it closes (the grace period; plus the gap, for sessions).
+    pub(crate) grace: i64,
+    /// Whether window ends are inclusive (sliding and session windows): such a window is still
+    /// open when stream time minus the grace equals its end.
+    pub(crate) inclusive_end: bool,
 }
 
 impl Graph {
@@ -125,6 +138,22 @@ impl Graph {
         Ok(())
     }
 
+    /// Records a problem found while the DSL was called; `build` reports it.
+    pub(crate) fn defer_error(&mut self, error: StreamsError) {
+        self.deferred.push(error);
+    }
+
+    /// How the windows of the windowed aggregation `node` descends from close, following first
+    /// parents up the graph.
+    pub(crate) fn window_closing_of(&self, mut node: usize) -> Option<WindowClosing> {
+        loop {
+            if let Some(closing) = self.window_closing.get(&node) {
+                return Some(*closing);
+            }
+            node = *self.nodes.get(node)?.parents.first()?;
+        }
+    }
+
     /// Registers a store an operator creates; a clash is reported when the topology is built.
     pub(crate) fn add_store_deferred(&mut self, store: StoreDef) {
         if let Err(e) = self.add_store(store) {
@@ -135,6 +164,9 @@ impl Graph {
     /// Compiles the logical graph into a physical topology.
     pub(crate) fn compile(&self) -> Result<Topology> {
         if let Some(e) = self.deferred.first() {
+            if self.deferred.len() == 1 {
+                return Err(StreamsError::topology("StreamsBuilder", e.to_string()));
+            }
             return Err(StreamsError::topology(
                 "StreamsBuilder",
                 format!("{e} (and {} more problems)", self.deferred.len() - 1),

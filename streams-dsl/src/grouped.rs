@@ -138,6 +138,29 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
+    /// Cuts the grouped stream into windows for a windowed aggregation: [`TimeWindows`]
+    /// (tumbling, hopping) and [`SlidingWindows`] make a
+    /// [`TimeWindowedKStream`](crate::TimeWindowedKStream), [`SessionWindows`] a
+    /// [`SessionWindowedKStream`](crate::SessionWindowedKStream). See [`crate::windowed`].
+    ///
+    /// [`TimeWindows`]: crate::TimeWindows
+    /// [`SlidingWindows`]: crate::SlidingWindows
+    /// [`SessionWindows`]: crate::SessionWindows
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// # let builder = StreamsBuilder::new();
+    /// # let clicks = builder.stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()));
+    /// let per_minute: KTable<Windowed<String>, i64> = clicks
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count(Materialized::as_("clicks-per-minute"));
+    /// ```
+    pub fn windowed_by<W: crate::windowed::WindowedBy<K, V>>(&self, windows: W) -> W::Stream {
+        windows.windowed(self)
+    }
+
     /// Counts records per key.
     ///
     /// ```

@@ -26,14 +26,25 @@ mod grouped;
 mod map_filter;
 pub mod options;
 mod stream;
+pub mod suppress;
 mod table;
+mod window_aggregate;
+pub mod windowed;
+mod windows;
 
 pub use builder::{GlobalKTable, StreamsBuilder, Topics};
 pub use change::{Change, ValueAndTimestamp};
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use options::{Consumed, Grouped, Materialized, Named, Produced, Repartitioned};
 pub use stream::{Branched, BranchedKStream, KStream};
+pub use suppress::{BufferConfig, Suppressed};
 pub use table::KTable;
+pub use window_aggregate::EmitStrategy;
+pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
+pub use windows::{
+    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows, Window,
+    Windowed, WindowedSerdes,
+};
 
 /// What keys and values must be: cloneable (a record can feed several operators), sendable
 /// between threads, and owned.
@@ -44,8 +55,10 @@ impl<T: Clone + Send + 'static> Data for T {}
 /// The names a DSL application needs.
 pub mod prelude {
     pub use crate::{
-        Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable,
-        Materialized, Named, Produced, Repartitioned, StreamsBuilder,
+        Branched, BufferConfig, Change, Consumed, EmitStrategy, Grouped, KGroupedStream,
+        KGroupedTable, KStream, KTable, Materialized, Named, Produced, Repartitioned,
+        SessionWindows, SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, Window, Windowed,
+        WindowedSerdes,
     };
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::topology::Stores;

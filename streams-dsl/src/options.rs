@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use state_stores::serdes::Serde;
 use streams_core::serde_slot::SerdeSlot;
+use streams_core::timestamps::InvalidTimestampPolicy;
 use streams_core::topology::{OffsetReset, TimestampExtractor};
 
 /// How a source reads its topic.
@@ -16,6 +17,7 @@ pub struct Consumed<K, V> {
     pub(crate) keys: Option<SerdeSlot<K>>,
     pub(crate) values: Option<SerdeSlot<V>>,
     pub(crate) timestamps: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) invalid_timestamps: Option<InvalidTimestampPolicy>,
     pub(crate) offset_reset: Option<OffsetReset>,
     pub(crate) name: Option<String>,
 }
@@ -26,6 +28,7 @@ impl<K, V> Default for Consumed<K, V> {
             keys: None,
             values: None,
             timestamps: None,
+            invalid_timestamps: None,
             offset_reset: None,
             name: None,
         }
@@ -42,12 +45,49 @@ impl<K: 'static, V: 'static> Consumed<K, V> {
         }
     }
 
-    /// Takes event time from `extractor`.
+    /// Takes event time from `extractor` (default: the application's
+    /// `default.timestamp.extractor`, which reads the record's own timestamp):
+    /// [`RecordTimestamp`](streams_core::RecordTimestamp),
+    /// [`WallClockTimestamp`](streams_core::WallClockTimestamp), or any
+    /// `Fn(&Record<K, V>, partition_time) -> i64`. For a table, tombstones keep their record
+    /// timestamp.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// # let builder = StreamsBuilder::new();
+    /// // The event time is the number at the start of the value, in seconds.
+    /// let events = builder.stream::<String, String>(
+    ///     "events",
+    ///     Consumed::with(Serdes::string(), Serdes::string()).with_timestamp_extractor(
+    ///         |r: &streams_core::Record<String, String>, _partition_time: i64| {
+    ///             r.value.split(' ').next().and_then(|s| s.parse::<i64>().ok()).map_or(-1, |s| s * 1000)
+    ///         },
+    ///     ),
+    /// );
+    /// ```
     pub fn with_timestamp_extractor(
         mut self,
         extractor: impl TimestampExtractor<K, V> + 'static,
     ) -> Self {
         self.timestamps = Some(Arc::new(extractor));
+        self
+    }
+
+    /// What to do with records whose event time is negative (default: the policy of the
+    /// application's `default.timestamp.extractor`, which fails).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use streams_core::InvalidTimestampPolicy;
+    /// # let builder = StreamsBuilder::new();
+    /// let events = builder.stream::<String, String>(
+    ///     "events",
+    ///     Consumed::with(Serdes::string(), Serdes::string())
+    ///         .with_invalid_timestamp_policy(InvalidTimestampPolicy::LogAndSkip),
+    /// );
+    /// ```
+    pub fn with_invalid_timestamp_policy(mut self, policy: InvalidTimestampPolicy) -> Self {
+        self.invalid_timestamps = Some(policy);
         self
     }
 
@@ -202,6 +242,7 @@ pub struct Materialized<K, V> {
     pub(crate) persistent: bool,
     pub(crate) caching: bool,
     pub(crate) logging: bool,
+    pub(crate) retention: Option<std::time::Duration>,
 }
 
 impl<K, V> Default for Materialized<K, V> {
@@ -213,6 +254,7 @@ impl<K, V> Default for Materialized<K, V> {
             persistent: true,
             caching: true,
             logging: true,
+            retention: None,
         }
     }
 }
@@ -269,6 +311,26 @@ impl<K: 'static, V: 'static> Materialized<K, V> {
     /// Turns the changelog on (the default) or off.
     pub fn with_logging(mut self, enabled: bool) -> Self {
         self.logging = enabled;
+        self
+    }
+
+    /// For window and session stores: how long windows are kept (queryable, and in the
+    /// changelog, which keeps them a day longer). At least the window size plus the grace period
+    /// (the inactivity gap plus the grace period for sessions, twice the time difference plus the
+    /// grace period for sliding windows); that minimum is the default.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// # let builder = StreamsBuilder::new();
+    /// # let clicks = builder.stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()));
+    /// let per_minute = clicks
+    ///     .group_by_key(Grouped::default())
+    ///     .windowed_by(TimeWindows::of_size_with_no_grace(Duration::from_secs(60)))
+    ///     .count(Materialized::as_("clicks-per-minute").with_retention(Duration::from_secs(24 * 3600)));
+    /// ```
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
         self
     }
 }

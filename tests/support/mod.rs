@@ -3,6 +3,7 @@
 
 pub mod eos;
 pub mod semantics;
+pub mod windowing;
 pub mod wordcount;
 
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -12,7 +12,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use super::Cluster;
 
 #[path = "../../examples/support/mod.rs"]
-mod example;
+pub mod example;
 
 #[allow(unused_imports)] // not every test crate uses both
 pub use example::{word_count_topology, words};

@@ -96,6 +96,11 @@ impl StreamsMetrics {
         self.threads.iter().map(|t| t.skipped).sum()
     }
 
+    /// Records windowed operators dropped as late, by all threads.
+    pub fn dropped_late(&self) -> u64 {
+        self.threads.iter().map(|t| t.dropped_late).sum()
+    }
+
     /// Changelog records restored by all threads.
     pub fn restored(&self) -> u64 {
         self.threads.iter().map(|t| t.restored).sum()

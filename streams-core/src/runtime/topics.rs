@@ -3,7 +3,8 @@
 //! Every user source topic must exist. Each sub-topology runs as many tasks as its source topics
 //! have partitions, and those counts must agree (co-partitioning). A repartition topic gets the
 //! task count of the sub-topology that writes it (unless the topology asks for a number); a
-//! changelog gets the task count of the sub-topology owning its store and is compacted. Internal
+//! changelog gets the task count of the sub-topology owning its store and is compacted (window and
+//! session changelogs are also deleted after their retention: `StoreDef::changelog_config`). Internal
 //! topics that exist already are kept if their partition count is right, which is what lets a
 //! restarted application carry on.
 

@@ -34,6 +34,7 @@ use crate::handlers::{
 use crate::processor::{BoxError, PunctuationType};
 use crate::record::{RawRecord, RecordMetadata};
 use crate::serde_slot::DefaultSerdes;
+use crate::timestamps::{InvalidTimestampPolicy, TimestampSettings};
 use crate::topology::{DecodeError, NodeKind, SourceDecoder, StoreKind, Topology};
 use queue::PartitionGroup;
 pub(crate) use runtime::panic_message;
@@ -64,6 +65,7 @@ pub(crate) struct TaskEnv {
     pub(crate) rocksdb: RocksDbMemory,
     pub(crate) cache: CacheBudget,
     pub(crate) deserialization: SharedDeserializationHandler,
+    pub(crate) timestamps: TimestampSettings,
     pub(crate) processing: SharedProcessingHandler,
     pub(crate) wall_clock_ms: i64,
     /// Exactly-once: RocksDB stores hold the open transaction's writes until the commit.
@@ -84,10 +86,14 @@ pub(crate) struct ChangelogPartition {
 pub struct TaskMetrics {
     /// Records processed.
     pub processed: u64,
-    /// Records skipped by the deserialization handler.
+    /// Records skipped at the source: unreadable ones the deserialization handler let go, and
+    /// records with a negative timestamp under the log-and-skip policy.
     pub skipped: u64,
     /// Punctuations run.
     pub punctuations: u64,
+    /// Records that windowed operators dropped because their window had closed, counted once
+    /// per window they could not join (as Kafka Streams' dropped-records sensor does).
+    pub dropped_late: u64,
     /// Records skipped because a processor failed on them and the processing handler said to
     /// continue.
     pub processing_skipped: u64,
@@ -102,6 +108,7 @@ pub(crate) struct StreamTask {
     /// Processors (parents first) and the stores each uses, for flushing.
     flush_plan: Vec<(usize, Vec<String>)>,
     handler: SharedDeserializationHandler,
+    timestamps: TimestampSettings,
     processing: SharedProcessingHandler,
     /// Next offset to commit per input partition, advanced as records are taken.
     consumed: BTreeMap<(String, i32), i64>,
@@ -289,12 +296,14 @@ impl StreamTask {
                     collector: env.collector.clone(),
                     commit_requested: false,
                     timestamp,
+                    dropped_late: 0,
                 },
             },
             sources,
             queues: PartitionGroup::default(),
             flush_plan,
             handler: env.deserialization.clone(),
+            timestamps: env.timestamps.clone(),
             processing: env.processing.clone(),
             consumed: BTreeMap::new(),
             changelogs,
@@ -491,24 +500,24 @@ impl StreamTask {
             )));
         };
         let node = *node;
-        let record = match decoder.decode(&raw, partition_time) {
+        let mut record = match decoder.decode(&raw, partition_time) {
             Ok(record) => record,
             Err(error) => {
                 let (what, error) = match error {
-                    DecodeError::Key(e) => ("key", StreamsError::Serde {
-                        location: format!("the key of {topic}-{partition}@{offset}"),
-                        source: e,
-                    }),
-                    DecodeError::Value(e) => ("value", StreamsError::Serde {
-                        location: format!("the value of {topic}-{partition}@{offset}"),
-                        source: e,
-                    }),
-                    DecodeError::Timestamp(ts) => ("timestamp", StreamsError::Topology {
-                        node: self.rt.nodes[node].name.clone(),
-                        reason: format!(
-                            "record {topic}-{partition}@{offset} has the invalid timestamp {ts}; timestamps must not be negative"
-                        ),
-                    }),
+                    DecodeError::Key(e) => (
+                        "key",
+                        StreamsError::Serde {
+                            location: format!("the key of {topic}-{partition}@{offset}"),
+                            source: e,
+                        },
+                    ),
+                    DecodeError::Value(e) => (
+                        "value",
+                        StreamsError::Serde {
+                            location: format!("the value of {topic}-{partition}@{offset}"),
+                            source: e,
+                        },
+                    ),
                 };
                 let task = self.id.to_string();
                 let context = ErrorContext {
@@ -528,6 +537,34 @@ impl StreamTask {
                 };
             }
         };
+        if !decoder.has_extractor() {
+            record.timestamp = self.timestamps.extract(&topic, &raw, partition_time);
+        }
+        if record.timestamp < 0 {
+            let policy = decoder
+                .invalid_timestamps()
+                .unwrap_or(self.timestamps.policy());
+            match policy {
+                InvalidTimestampPolicy::UsePartitionTime if partition_time >= 0 => {
+                    record.timestamp = partition_time;
+                }
+                InvalidTimestampPolicy::LogAndSkip => {
+                    tracing::debug!(task = %self.id, %topic, partition, offset, timestamp = record.timestamp,
+                        "skipped a record with a negative timestamp");
+                    self.metrics.skipped += 1;
+                    return Ok(true);
+                }
+                InvalidTimestampPolicy::Fail | InvalidTimestampPolicy::UsePartitionTime => {
+                    return Err(StreamsError::InvalidTimestamp {
+                        node: self.rt.nodes[node].name.clone(),
+                        topic,
+                        partition,
+                        offset,
+                        timestamp: record.timestamp,
+                    });
+                }
+            }
+        }
         let shared = &mut self.rt.shared;
         shared.stream_time = shared.stream_time.max(record.timestamp);
         shared.timestamp.store(record.timestamp, Ordering::Relaxed);
@@ -538,6 +575,7 @@ impl StreamTask {
         });
         let result = Exec::at(&mut self.rt, node).forward(record, None);
         self.rt.shared.current = None;
+        self.metrics.dropped_late = self.rt.shared.dropped_late;
         if let Err(e) = result {
             match self.processing_error(e) {
                 error @ StreamsError::Processing { .. } => {
@@ -580,8 +618,10 @@ impl StreamTask {
         for (id, node) in &due {
             self.rt.shared.current = None;
             self.rt.shared.timestamp.store(now, Ordering::Relaxed);
-            Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec))
-                .map_err(|e| self.processing_error(e))?;
+            let result =
+                Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec));
+            self.metrics.dropped_late = self.rt.shared.dropped_late;
+            result.map_err(|e| self.processing_error(e))?;
             self.metrics.punctuations += 1;
         }
         Ok(!due.is_empty())
@@ -606,8 +646,9 @@ impl StreamTask {
                     }
                 }
             }
-            Exec::with_processor(&mut self.rt, node, |p, exec| p.flushed(exec))
-                .map_err(|e| self.processing_error(e))?;
+            let result = Exec::with_processor(&mut self.rt, node, |p, exec| p.flushed(exec));
+            self.metrics.dropped_late = self.rt.shared.dropped_late;
+            result.map_err(|e| self.processing_error(e))?;
         }
         self.rt.shared.commit_requested = false;
         Ok(())

@@ -186,6 +186,8 @@ pub(crate) struct TaskShared {
     pub(crate) commit_requested: bool,
     /// The timestamp changelog records get: that of the record being processed.
     pub(crate) timestamp: Arc<AtomicI64>,
+    /// Records (per window) that windowed operators dropped because their window had closed.
+    pub(crate) dropped_late: u64,
 }
 
 pub(crate) struct TaskRuntime {

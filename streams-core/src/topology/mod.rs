@@ -606,7 +606,7 @@ impl TopologyBuilder {
                     kind: InternalTopicKind::Changelog {
                         store: store.name.clone(),
                         subtopology: sub,
-                        config: store.topic_config.clone(),
+                        config: store.changelog_config(),
                     },
                 });
             }
@@ -666,7 +666,8 @@ pub enum InternalTopicKind {
         /// Requested partition count; by default, the writer's task count.
         partitions: Option<i32>,
     },
-    /// A store's changelog (compacted; as many partitions as its sub-topology has tasks).
+    /// A store's changelog (compacted, and for window and session stores also deleted after
+    /// their retention; as many partitions as its sub-topology has tasks).
     Changelog {
         /// The store.
         store: String,

@@ -1,7 +1,8 @@
 //! Source and sink nodes: how raw Kafka records enter a topology and how results leave it.
 //!
 //! A source deserializes each input record's key and value with its serdes and gives it a
-//! timestamp (the record's own, or a [`TimestampExtractor`]'s). A sink serializes records and hands
+//! timestamp (its own [`TimestampExtractor`]'s, else the application's default; see
+//! [`crate::timestamps`]). A sink serializes records and hands
 //! them to the task's record collector, for a fixed topic or one chosen per record.
 
 use std::marker::PhantomData;
@@ -16,6 +17,7 @@ use crate::processor::{ErasedProcessor, ProcessorResult, PunctuatorId};
 use crate::record::{RawRecord, Record};
 use crate::serde_slot::{DefaultSerdes, SerdeSlot};
 use crate::task::runtime::Exec;
+use crate::timestamps::InvalidTimestampPolicy;
 
 /// Where a source starts when its consumer group has no committed offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +42,8 @@ impl OffsetReset {
 pub trait TimestampExtractor<K, V>: Send + Sync {
     /// The event time of `record`, whose `timestamp` is the Kafka record's own timestamp.
     /// `partition_time` is the largest timestamp seen on the partition so far. A negative result
-    /// marks the record invalid: the deserialization handler decides whether to skip it.
+    /// marks the record invalid: the source's [`InvalidTimestampPolicy`] (else the application's)
+    /// decides whether to fail, skip it, or use the partition time.
     fn extract(&self, record: &Record<K, V>, partition_time: i64) -> i64;
 }
 
@@ -58,6 +61,7 @@ pub struct SourceSpec<K, V> {
     pub(crate) keys: SerdeSlot<K>,
     pub(crate) values: SerdeSlot<V>,
     pub(crate) timestamps: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    pub(crate) invalid_timestamps: Option<InvalidTimestampPolicy>,
     pub(crate) offset_reset: Option<OffsetReset>,
 }
 
@@ -67,6 +71,7 @@ impl<K, V> Clone for SourceSpec<K, V> {
             keys: self.keys.clone(),
             values: self.values.clone(),
             timestamps: self.timestamps.clone(),
+            invalid_timestamps: self.invalid_timestamps,
             offset_reset: self.offset_reset,
         }
     }
@@ -84,6 +89,7 @@ impl<K: 'static, V: 'static> SourceSpec<K, V> {
             keys,
             values,
             timestamps: None,
+            invalid_timestamps: None,
             offset_reset: None,
         }
     }
@@ -111,6 +117,13 @@ impl<K: 'static, V: 'static> SourceSpec<K, V> {
         self
     }
 
+    /// What to do with records whose timestamp is negative (default: the policy of the
+    /// application's `default.timestamp.extractor`).
+    pub fn with_invalid_timestamp_policy(mut self, policy: InvalidTimestampPolicy) -> Self {
+        self.invalid_timestamps = Some(policy);
+        self
+    }
+
     /// Where to start without a committed offset (default: the application's `auto.offset.reset`).
     pub fn with_offset_reset(mut self, reset: OffsetReset) -> Self {
         self.offset_reset = Some(reset);
@@ -122,16 +135,21 @@ impl<K: 'static, V: 'static> SourceSpec<K, V> {
 pub(crate) enum DecodeError {
     Key(state_stores::SerdeError),
     Value(state_stores::SerdeError),
-    Timestamp(i64),
 }
 
 /// A source's decoding, with serdes resolved.
 pub(crate) trait SourceDecoder: Send {
+    /// The typed record; its timestamp is the source extractor's result, else the raw record's
+    /// (the task then applies the application's default extractor). Not checked for sign.
     fn decode(
         &self,
         raw: &RawRecord,
         partition_time: i64,
     ) -> std::result::Result<DynRecord, DecodeError>;
+    /// Whether the source has its own extractor.
+    fn has_extractor(&self) -> bool;
+    /// The source's own policy for negative timestamps.
+    fn invalid_timestamps(&self) -> Option<InvalidTimestampPolicy>;
 }
 
 /// A source's decoding before its serdes are resolved; kept in the topology.
@@ -143,6 +161,7 @@ struct ResolvedSource<K, V> {
     keys: Arc<dyn Serde<K>>,
     values: Arc<dyn Serde<V>>,
     timestamps: Option<Arc<dyn TimestampExtractor<K, V>>>,
+    invalid_timestamps: Option<InvalidTimestampPolicy>,
 }
 
 impl<K, V> SourceDecoder for ResolvedSource<K, V>
@@ -167,10 +186,15 @@ where
         if let Some(extractor) = &self.timestamps {
             record.timestamp = extractor.extract(&record, partition_time);
         }
-        if record.timestamp < 0 {
-            return Err(DecodeError::Timestamp(record.timestamp));
-        }
         Ok(DynRecord::erase(record))
+    }
+
+    fn has_extractor(&self) -> bool {
+        self.timestamps.is_some()
+    }
+
+    fn invalid_timestamps(&self) -> Option<InvalidTimestampPolicy> {
+        self.invalid_timestamps
     }
 }
 
@@ -184,6 +208,7 @@ where
             keys: self.keys.resolve(defaults, node)?,
             values: self.values.resolve(defaults, node)?,
             timestamps: self.timestamps.clone(),
+            invalid_timestamps: self.invalid_timestamps,
         }))
     }
 }

@@ -248,4 +248,31 @@ impl StoreDef {
     pub fn changelog_suffix(&self) -> String {
         format!("{}-changelog", self.name)
     }
+
+    /// The changelog topic's configs. Key-value changelogs are compacted (the runtime sets
+    /// `cleanup.policy=compact`). Window and session changelogs are compacted *and* deleted after
+    /// the store's retention plus one day (Kafka Streams' default
+    /// `windowstore.changelog.additional.retention.ms`), so windows the store no longer keeps
+    /// leave the log too. Configs given with [`with_logging`](Self::with_logging) win.
+    pub fn changelog_config(&self) -> BTreeMap<String, String> {
+        const ADDITIONAL_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
+        let mut config = BTreeMap::new();
+        let retention = match self.kind {
+            StoreKind::KeyValue => None,
+            StoreKind::Window { retention_ms, .. } | StoreKind::Session { retention_ms } => {
+                Some(retention_ms)
+            }
+        };
+        if let Some(retention) = retention {
+            config.insert("cleanup.policy".to_owned(), "compact,delete".to_owned());
+            config.insert(
+                "retention.ms".to_owned(),
+                retention
+                    .saturating_add(ADDITIONAL_RETENTION_MS)
+                    .to_string(),
+            );
+        }
+        config.extend(self.topic_config.clone());
+        config
+    }
 }

@@ -96,6 +96,8 @@ pub struct ThreadMetrics {
     /// Recoveries: the thread closed its tasks without committing and resumed from the last
     /// commit (after a fenced producer, an aborted transaction, a broker error...).
     pub recoveries: u64,
+    /// Records windowed operators dropped because their window had closed.
+    pub dropped_late: u64,
 }
 
 /// The part of a thread that rebalance callbacks reach.
@@ -204,6 +206,7 @@ impl ThreadCore {
             live.skipped += task.metrics.skipped;
             live.punctuations += task.metrics.punctuations;
             live.processing_skipped += task.metrics.processing_skipped;
+            live.dropped_late += task.metrics.dropped_late;
         }
         *self
             .shared_metrics
@@ -400,6 +403,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         cache: setup.cache.clone(),
         deserialization: config.deserialization.clone(),
         processing: config.processing.clone(),
+        timestamps: config.timestamps.clone(),
         wall_clock_ms: 0,
         transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
     };

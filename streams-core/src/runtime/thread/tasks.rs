@@ -310,6 +310,7 @@ impl ThreadCore {
         self.metrics.skipped += task.metrics.skipped;
         self.metrics.punctuations += task.metrics.punctuations;
         self.metrics.processing_skipped += task.metrics.processing_skipped;
+        self.metrics.dropped_late += task.metrics.dropped_late;
         if clean {
             task.close()?;
         } else {

@@ -18,6 +18,7 @@ import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.processor.StateRestoreListener;
 
 /**
@@ -31,6 +32,9 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  *   <li>{@code stateless}: drop values that start with '#', upper-case the rest;
  *   <li>{@code restore}: the word-count topology, started to restore its store from a changelog
  *       preloaded by the harness; prints {@code restore_ms=} and {@code restored=}.
+ *   <li>{@code windowed-tumbling}, {@code windowed-hopping}: records counted per key (value
+ *       ignored; event time = record timestamp) in 60 s windows, tumbling or hopping by 10 s, no
+ *       grace; every update through the cache, as {@code <key>@<window start>} -> 8-byte count.
  * </ul>
  *
  * <p>Runs until SIGTERM, then closes. Arguments: mode bootstrap input output application-id
@@ -74,6 +78,17 @@ public final class KafkaStreamsBench {
         return builder.build();
     }
 
+    static Topology windowedCount(String input, String output, Duration advance) {
+        StreamsBuilder builder = new StreamsBuilder();
+        builder.stream(input, Consumed.with(Serdes.String(), Serdes.ByteArray()))
+                .groupByKey(Grouped.with(Serdes.String(), Serdes.ByteArray()))
+                .windowedBy(TimeWindows.ofSizeWithNoGrace(Duration.ofSeconds(60)).advanceBy(advance))
+                .count(Materialized.as("windowed-counts"))
+                .toStream((window, count) -> window.key() + "@" + window.window().start())
+                .to(output, Produced.with(Serdes.String(), Serdes.Long()));
+        return builder.build();
+    }
+
     static Topology stateless(String input, String output) {
         StreamsBuilder builder = new StreamsBuilder();
         builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
@@ -102,6 +117,8 @@ public final class KafkaStreamsBench {
         Topology topology = switch (mode) {
             case "wordcount", "restore" -> wordCount(args[2], args[3]);
             case "stateless" -> stateless(args[2], args[3]);
+            case "windowed-tumbling" -> windowedCount(args[2], args[3], Duration.ofSeconds(60));
+            case "windowed-hopping" -> windowedCount(args[2], args[3], Duration.ofSeconds(10));
             default -> throw new IllegalArgumentException("unknown mode " + mode);
         };
         KafkaStreams streams = new KafkaStreams(topology, props);
