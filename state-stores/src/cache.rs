@@ -2,8 +2,10 @@
 //! under a byte budget that all caches of one stream thread share.
 //!
 //! Entries are *dirty* from their write until a flush writes them down, then *clean* (kept for
-//! reads until evicted). Sizes are estimates: key and value bytes plus a fixed per-entry overhead
-//! for the map nodes.
+//! reads until evicted). A clean entry's value is what the store below holds; when it is written
+//! again, that value is kept with it (`below`), so that a flush which must report old values
+//! (KTable changes) need not read the store for it. Sizes are estimates: key and value bytes plus
+//! a fixed per-entry overhead for the map nodes.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,15 +66,27 @@ impl CacheBudget {
 pub(crate) struct CacheEntry {
     pub(crate) value: Option<Vec<u8>>,
     pub(crate) dirty: bool,
+    /// What the store below holds for the key, when known: kept when a clean entry is written.
+    below: Option<Option<Vec<u8>>>,
     seq: u64,
 }
 
-fn size_of(key: &[u8], value: &Option<Vec<u8>>) -> usize {
-    key.len() + value.as_ref().map_or(0, Vec::len) + ENTRY_OVERHEAD
+fn len(value: &Option<Vec<u8>>) -> usize {
+    value.as_ref().map_or(0, Vec::len)
+}
+
+fn size_of(key: &[u8], entry: &CacheEntry) -> usize {
+    key.len() + len(&entry.value) + entry.below.as_ref().map_or(0, len) + ENTRY_OVERHEAD
 }
 
 /// A dirty entry taken out of the cache to be written down.
-pub(crate) type DirtyEntry = (Vec<u8>, Option<Vec<u8>>);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirtyEntry {
+    pub(crate) key: Vec<u8>,
+    pub(crate) value: Option<Vec<u8>>,
+    /// What the store below holds for the key, if the cache knows it (`Some(None)`: nothing).
+    pub(crate) below: Option<Option<Vec<u8>>>,
+}
 
 /// The cache of one store.
 #[derive(Debug)]
@@ -107,9 +121,7 @@ impl RecordCache {
     pub(crate) fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let added = size_of(key, &value);
-        self.charge(added);
-        let (replaced, lru_key) = match self.entries.get_mut(key) {
+        let (added, replaced, lru_key) = match self.entries.get_mut(key) {
             Some(entry) => {
                 // An update (the common case for aggregates) moves the key's recency entry,
                 // reusing its copy of the key rather than allocating another.
@@ -117,24 +129,29 @@ impl RecordCache {
                 if entry.dirty {
                     self.dirty.remove(&entry.seq);
                 }
-                let old_size = size_of(key, &entry.value);
-                entry.value = value;
+                let old_size = size_of(key, entry);
+                let previous = std::mem::replace(&mut entry.value, value);
+                if !entry.dirty {
+                    // A clean value is the one below: keep it for the flush's old value.
+                    entry.below = Some(previous);
+                }
                 entry.dirty = true;
                 entry.seq = seq;
-                (old_size, lru_key)
+                (size_of(key, entry), old_size, lru_key)
             }
             None => {
-                self.entries.insert(
-                    key.to_vec(),
-                    CacheEntry {
-                        value,
-                        dirty: true,
-                        seq,
-                    },
-                );
-                (0, None)
+                let entry = CacheEntry {
+                    value,
+                    dirty: true,
+                    below: None,
+                    seq,
+                };
+                let size = size_of(key, &entry);
+                self.entries.insert(key.to_vec(), entry);
+                (size, 0, None)
             }
         };
+        self.charge(added);
         self.release(replaced);
         self.lru
             .insert(seq, lru_key.unwrap_or_else(|| key.to_vec()));
@@ -165,11 +182,15 @@ impl RecordCache {
                 break;
             };
             if let Some(entry) = self.entries.remove(&key) {
-                let size = size_of(&key, &entry.value);
+                let size = size_of(&key, &entry);
                 self.release(size);
                 if entry.dirty {
                     self.dirty.remove(&entry.seq);
-                    dirty.push((key, entry.value));
+                    dirty.push(DirtyEntry {
+                        key,
+                        value: entry.value,
+                        below: entry.below,
+                    });
                 }
             }
         }
@@ -187,16 +208,24 @@ impl RecordCache {
             };
             if let Some(entry) = self.entries.get_mut(key) {
                 entry.dirty = false;
-                dirty.push((key.clone(), entry.value.clone()));
+                let below = entry.below.take();
+                let freed = below.as_ref().map_or(0, len);
                 if entry.value.is_none() {
                     dropped.push((entry.seq, key.clone()));
                 }
+                dirty.push(DirtyEntry {
+                    key: key.clone(),
+                    value: entry.value.clone(),
+                    below,
+                });
+                self.bytes -= freed;
+                self.budget.release(freed);
             }
         }
         for (seq, key) in dropped {
             self.lru.remove(&seq);
             if let Some(entry) = self.entries.remove(&key) {
-                let size = size_of(&key, &entry.value);
+                let size = size_of(&key, &entry);
                 self.release(size);
             }
         }
@@ -251,7 +280,14 @@ mod tests {
         cache.put(b"d", Some(b"5".to_vec()));
         assert!(cache.needs_eviction());
         let evicted = cache.evict();
-        assert_eq!(evicted, vec![(b"b".to_vec(), Some(b"2".to_vec()))]);
+        assert_eq!(
+            evicted,
+            vec![DirtyEntry {
+                key: b"b".to_vec(),
+                value: Some(b"2".to_vec()),
+                below: None,
+            }]
+        );
         assert!(budget.used_bytes() <= budget.max_bytes());
     }
 
@@ -268,10 +304,18 @@ mod tests {
         assert_eq!(
             cache.take_dirty(),
             vec![
-                (b"a".to_vec(), Some(b"2".to_vec())),
-                (b"c".to_vec(), Some(b"3".to_vec())),
+                DirtyEntry {
+                    key: b"a".to_vec(),
+                    value: Some(b"2".to_vec()),
+                    below: Some(Some(b"1".to_vec())),
+                },
+                DirtyEntry {
+                    key: b"c".to_vec(),
+                    value: Some(b"3".to_vec()),
+                    below: Some(Some(b"1".to_vec())),
+                },
             ],
-            "b is clean; c's last write is the newest"
+            "b is clean; c's last write is the newest; the flushed values are known below"
         );
         assert!(cache.take_dirty().is_empty());
         assert_eq!(cache.len(), 3, "clean entries stay for reads");

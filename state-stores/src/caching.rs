@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use crate::cache::{CacheBudget, DirtyEntry, RecordCache};
 use crate::error::Result;
 use crate::keys;
+use crate::overlay::PendingEntry;
 use crate::store::{
     retention_floor, CacheEmission, ChangelogRecord, KeyValueBytesStore, KeyValueIter,
     SessionBytesStore, SessionIter, SessionKey, SessionWindow, StateStore, WindowBytesStore,
@@ -39,11 +40,11 @@ pub struct CachingConfig {
     pub emit: EmitMode,
 }
 
-/// Records what a write-down of `dirty` emits; `olds` holds the values read before the write
+/// Records what a write-down of `entries` emits; `olds` holds the values the store held before
 /// (empty unless `emit` is [`EmitMode::NewAndOld`]).
 fn record_emissions(
     emit: EmitMode,
-    dirty: Vec<DirtyEntry>,
+    entries: Vec<PendingEntry>,
     olds: Vec<Option<Vec<u8>>>,
     out: &mut Vec<CacheEmission>,
 ) {
@@ -51,23 +52,37 @@ fn record_emissions(
         return;
     }
     let mut olds = olds.into_iter();
-    out.extend(dirty.into_iter().map(|(key, new_value)| CacheEmission {
+    out.extend(entries.into_iter().map(|(key, new_value)| CacheEmission {
         key,
         new_value,
         old_value: olds.next().flatten(),
     }));
 }
 
-/// The values `dirty`'s keys hold in the store below, when old values are to be emitted.
-fn read_olds(
+/// Splits dirty entries into the writes to make and, when old values are to be emitted, the
+/// values the store below holds: known to the cache for entries that were clean in it, read
+/// with `get` for the others.
+fn split_dirty(
     emit: EmitMode,
-    dirty: &[DirtyEntry],
+    dirty: Vec<DirtyEntry>,
     mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
-) -> Result<Vec<Option<Vec<u8>>>> {
-    if emit != EmitMode::NewAndOld {
-        return Ok(Vec::new());
+) -> Result<(Vec<PendingEntry>, Vec<Option<Vec<u8>>>)> {
+    let mut olds = Vec::with_capacity(if emit == EmitMode::NewAndOld {
+        dirty.len()
+    } else {
+        0
+    });
+    let mut entries = Vec::with_capacity(dirty.len());
+    for d in dirty {
+        if emit == EmitMode::NewAndOld {
+            olds.push(match d.below {
+                Some(below) => below,
+                None => get(&d.key)?,
+            });
+        }
+        entries.push((d.key, d.value));
     }
-    dirty.iter().map(|(key, _)| get(key)).collect()
+    Ok((entries, olds))
 }
 
 /// The `StateStore` side of a caching store: a flush writes the dirty entries down first; a
@@ -136,9 +151,9 @@ impl CachingKeyValueStore {
         if dirty.is_empty() {
             return Ok(());
         }
-        let olds = read_olds(self.emit, &dirty, |key| self.inner.get(key))?;
-        self.inner.put_all(&dirty)?;
-        record_emissions(self.emit, dirty, olds, &mut self.emissions);
+        let (entries, olds) = split_dirty(self.emit, dirty, |key| self.inner.get(key))?;
+        self.inner.put_all(&entries)?;
+        record_emissions(self.emit, entries, olds, &mut self.emissions);
         Ok(())
     }
 
@@ -172,7 +187,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>> {
         // The cache is small and bounded: copy its part of the range, merge lazily with the store.
-        let cached: Vec<DirtyEntry> = self
+        let cached: Vec<PendingEntry> = self
             .cache
             .range(from, to)
             .map(|(k, e)| (k.clone(), e.value.clone()))
@@ -217,18 +232,17 @@ impl CachingWindowStore {
     }
 
     fn write_down(&mut self, dirty: Vec<DirtyEntry>) -> Result<()> {
-        let olds = read_olds(self.emit, &dirty, |key| {
-            match keys::decode_window_key(key) {
+        let (entries, olds) =
+            split_dirty(self.emit, dirty, |key| match keys::decode_window_key(key) {
                 Some(wk) => self.inner.fetch(&wk.key, wk.start),
                 None => Ok(None),
-            }
-        })?;
-        for (key, value) in &dirty {
+            })?;
+        for (key, value) in &entries {
             if let Some(wk) = keys::decode_window_key(key) {
                 self.inner.put(&wk.key, wk.start, value.as_deref())?;
             }
         }
-        record_emissions(self.emit, dirty, olds, &mut self.emissions);
+        record_emissions(self.emit, entries, olds, &mut self.emissions);
         Ok(())
     }
 
@@ -356,13 +370,14 @@ impl CachingSessionStore {
     }
 
     fn write_down(&mut self, dirty: Vec<DirtyEntry>) -> Result<()> {
-        let olds = read_olds(self.emit, &dirty, |key| {
-            match keys::decode_session_key(key) {
-                Some(sk) => self.inner.fetch_session(&sk.key, sk.window),
-                None => Ok(None),
-            }
-        })?;
-        for (key, value) in &dirty {
+        let (entries, olds) =
+            split_dirty(self.emit, dirty, |key| {
+                match keys::decode_session_key(key) {
+                    Some(sk) => self.inner.fetch_session(&sk.key, sk.window),
+                    None => Ok(None),
+                }
+            })?;
+        for (key, value) in &entries {
             if let Some(sk) = keys::decode_session_key(key) {
                 match value {
                     Some(value) => self.inner.put(&sk.key, sk.window, value)?,
@@ -370,7 +385,7 @@ impl CachingSessionStore {
                 }
             }
         }
-        record_emissions(self.emit, dirty, olds, &mut self.emissions);
+        record_emissions(self.emit, entries, olds, &mut self.emissions);
         Ok(())
     }
 
