@@ -59,6 +59,10 @@ fn record_emissions(
     }));
 }
 
+/// The writes of a flush and, in the same order, the old values to emit with them (empty when
+/// old values are not emitted).
+type SplitDirty = (Vec<PendingEntry>, Vec<Option<Vec<u8>>>);
+
 /// Splits dirty entries into the writes to make and, when old values are to be emitted, the
 /// values the store below holds: known to the cache for entries that were clean in it, read
 /// with `get` for the others.
@@ -66,7 +70,7 @@ fn split_dirty(
     emit: EmitMode,
     dirty: Vec<DirtyEntry>,
     mut get: impl FnMut(&[u8]) -> Result<Option<Vec<u8>>>,
-) -> Result<(Vec<PendingEntry>, Vec<Option<Vec<u8>>>)> {
+) -> Result<SplitDirty> {
     let mut olds = Vec::with_capacity(if emit == EmitMode::NewAndOld {
         dirty.len()
     } else {
