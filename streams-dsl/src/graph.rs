@@ -58,6 +58,9 @@ pub(crate) enum NodeKind {
     },
     /// An explicit repartition.
     Repartition(RepartitionPlan),
+    /// A repartition only if an operator upstream may have changed the key (each input of a
+    /// join); otherwise the records pass straight through.
+    RepartitionIfKeyChanged(RepartitionPlan),
     Sink {
         add: AddFn,
     },
@@ -237,6 +240,15 @@ impl Graph {
                 NodeKind::Repartition(plan) => {
                     (plan.add)(&mut b, plan, &parents)?;
                     attach.push(plan.source.clone());
+                }
+                NodeKind::RepartitionIfKeyChanged(plan) => {
+                    if upstream_changed {
+                        (plan.add)(&mut b, plan, &parents)?;
+                        attach.push(plan.source.clone());
+                    } else {
+                        let parent = parents.first().copied().unwrap_or_default().to_owned();
+                        attach.push(parent);
+                    }
                 }
                 NodeKind::Sink { add } => {
                     add(&mut b, &node.name, &parents)?;
