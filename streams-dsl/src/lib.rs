@@ -29,6 +29,7 @@ mod stream;
 pub mod stream_join;
 pub mod suppress;
 mod table;
+pub mod table_join;
 mod window_aggregate;
 pub mod windowed;
 mod windows;

@@ -24,8 +24,10 @@ use crate::map_filter::{
     Branch, Filter, FlatMap, FlatMapValues, Foreach, Map, MapValues, PassThrough, Peek, SelectKey,
     Split,
 };
-use crate::options::{Grouped, Named, Produced, Repartitioned, StreamJoined};
+use crate::options::{Grouped, Joined, Named, Produced, Repartitioned, StreamJoined};
 use crate::stream_join::{join_streams, JoinKind, StreamJoiner};
+use crate::table::KTable;
+use crate::table_join::{join_stream_table, StreamTableJoiner};
 use crate::windows::JoinWindows;
 use crate::Data;
 
@@ -796,6 +798,73 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, VR> {
         let joiner: StreamJoiner<V, V2, VR> = Arc::new(move |a, b| Some(joiner(a, b)));
         join_streams(self, other, windows, JoinKind::Outer, joiner, joined)
+    }
+
+    /// Enriches each record with the row of `table` under its key: `joiner(value, row)`, with
+    /// the record's timestamp; records whose key is not in the table yield nothing. Table updates
+    /// yield nothing (see [the contract](crate::table_join)). Repartitions this stream first if
+    /// its key may have changed.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// let customers = builder.table::<String, String>(
+    ///     "customers",
+    ///     Consumed::with(Serdes::string(), Serdes::string()),
+    ///     Materialized::as_("customers"),
+    /// );
+    /// orders
+    ///     .join_table(&customers, |amount, name| format!("{name}: {amount}"), Joined::with(Serdes::string(), Serdes::i64()))
+    ///     .to("enriched", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let c = driver.create_input_topic("customers", Serdes::string(), Serdes::string());
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::i64());
+    /// let out = driver.create_output_topic("enriched", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("c1".into(), 10, 1).unwrap(); // no customer yet: nothing
+    /// c.pipe_input_at("c1".into(), "Ada".into(), 2).unwrap();
+    /// o.pipe_input_at("c1".into(), 25, 3).unwrap();
+    /// assert_eq!(out.read_values_to_list().unwrap(), vec!["Ada: 25".to_string()]);
+    /// ```
+    pub fn join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+        joined: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, t| t.map(|t| joiner(v, t)));
+        join_stream_table(self, table, false, joiner, joined)
+    }
+
+    /// Like [`join_table`](Self::join_table), and a record whose key is not in the table yields
+    /// `joiner(value, None)`.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// let customers = builder.table::<String, String>("customers", Consumed::with(Serdes::string(), Serdes::string()), Materialized::default());
+    /// orders
+    ///     .left_join_table(
+    ///         &customers,
+    ///         |amount, name| format!("{}: {amount}", name.map_or("unknown", |n| n.as_str())),
+    ///         Joined::default(),
+    ///     )
+    ///     .to("enriched", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::i64());
+    /// let out = driver.create_output_topic("enriched", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("c9".into(), 10, 1).unwrap();
+    /// assert_eq!(out.read_value().unwrap(), Some("unknown: 10".to_string()));
+    /// ```
+    pub fn left_join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+        joined: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, t| Some(joiner(v, t)));
+        join_stream_table(self, table, true, joiner, joined)
     }
 }
 

@@ -12,8 +12,18 @@
 //! record; such records come before that record's joins, ordered by timestamp, right before
 //! left, key, arrival.
 //!
+//! Stream-table joins (inner, left; the table read from its source store, or materialized after
+//! a `filter`; with and without a cache): the oracle walks the input in order, keeping the
+//! table as a map, and looks each stream record up in it.
+//!
+//! Table-table joins (inner, left, outer): the oracle keeps both tables as maps and, after each
+//! update, recomputes the joined row of that key from scratch; the join must emit exactly the
+//! rows that changed, with their new values, and the joined table's last value per key must be
+//! the join of the final tables.
+//!
 //! Case counts: `PROPTEST_CASES` (default 64 per property).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -215,5 +225,239 @@ proptest! {
         let (want, want_dropped) = stream_join_oracle(kind, before, after, grace, &records);
         prop_assert_eq!(got, want);
         prop_assert_eq!(dropped, want_dropped);
+    }
+}
+
+/// A stream-table input event: a stream record (key, timestamp) or a table update (key, value
+/// index or deletion, timestamp).
+#[derive(Debug, Clone)]
+enum Event {
+    Stream(usize, i64),
+    Table(usize, Option<u8>, i64),
+}
+
+fn events() -> impl Strategy<Value = Vec<Event>> {
+    let event = prop_oneof![
+        (0..KEYS.len(), 0i64..100).prop_map(|(k, t)| Event::Stream(k, t)),
+        (
+            0..KEYS.len(),
+            proptest::option::weighted(0.8, 0u8..6),
+            0i64..100
+        )
+            .prop_map(|(k, v, t)| Event::Table(k, v, t)),
+    ];
+    proptest::collection::vec(event, 0..40)
+}
+
+/// Table rows the filtered variant keeps.
+fn kept(v: &str) -> bool {
+    !v.ends_with('3')
+}
+
+fn run_stream_table(
+    left: bool,
+    filtered: bool,
+    caching: bool,
+    events: &[Event],
+) -> Result<Vec<Out>, TestCaseError> {
+    let builder = StreamsBuilder::new();
+    let stream = builder
+        .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    let mut table = builder.table::<String, String>(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::with(Serdes::string(), Serdes::string()).with_caching(caching),
+    );
+    if filtered {
+        table = table.filter(|_, v| kept(v));
+    }
+    let joined = Joined::with(Serdes::string(), Serdes::string());
+    let out = if left {
+        stream.left_join_table(&table, |o, c| format!("{o}@{}", or_null(c)), joined)
+    } else {
+        stream.join_table(&table, |o, c| format!("{o}@{c}"), joined)
+    };
+    out.to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let driver =
+        TopologyTestDriver::new(builder.build().map_err(fail)?, StreamsConfig::new("oracle"))
+            .map_err(fail)?;
+    let o = driver.create_input_topic("orders", Serdes::string(), Serdes::string());
+    let c = driver.create_input_topic(
+        "customers",
+        Serdes::string(),
+        Serdes::option(Serdes::string()),
+    );
+    for (i, e) in events.iter().enumerate() {
+        match e {
+            Event::Stream(k, t) => o.pipe_input_at(KEYS[*k].to_owned(), format!("o{i}"), *t),
+            Event::Table(k, v, t) => {
+                c.pipe_input_at(KEYS[*k].to_owned(), v.map(|v| format!("c{v}")), *t)
+            }
+        }
+        .map_err(fail)?;
+    }
+    let out = driver.create_output_topic("out", Serdes::string(), Serdes::string());
+    Ok(out
+        .read_records_to_list()
+        .map_err(fail)?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect())
+}
+
+fn stream_table_oracle(left: bool, filtered: bool, events: &[Event]) -> Vec<Out> {
+    let mut table: BTreeMap<usize, String> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, e) in events.iter().enumerate() {
+        match e {
+            Event::Table(k, v, _) => match v.map(|v| format!("c{v}")) {
+                Some(v) if !filtered || kept(&v) => {
+                    table.insert(*k, v);
+                }
+                _ => {
+                    table.remove(k);
+                }
+            },
+            Event::Stream(k, t) => match (table.get(k), left) {
+                (Some(c), _) => out.push((KEYS[*k].to_owned(), format!("o{i}@{c}"), *t)),
+                (None, true) => out.push((KEYS[*k].to_owned(), format!("o{i}@null"), *t)),
+                (None, false) => {}
+            },
+        }
+    }
+    out
+}
+
+/// A table-table input event: side (left or not), key, value index or deletion, timestamp.
+type TableEvent = (bool, usize, Option<u8>, i64);
+
+fn table_events() -> impl Strategy<Value = Vec<TableEvent>> {
+    proptest::collection::vec(
+        (
+            any::<bool>(),
+            0..KEYS.len(),
+            proptest::option::weighted(0.7, 0u8..4),
+            0i64..100,
+        ),
+        0..40,
+    )
+}
+
+fn run_table_table(
+    kind: Kind,
+    events: &[TableEvent],
+) -> Result<Vec<(String, Option<String>, i64)>, TestCaseError> {
+    let builder = StreamsBuilder::new();
+    let c = || Consumed::with(Serdes::string(), Serdes::string());
+    let no_cache = || Materialized::with(Serdes::string(), Serdes::string()).with_caching(false);
+    let left = builder.table::<String, String>("left", c(), no_cache());
+    let right = builder.table::<String, String>("right", c(), no_cache());
+    let joined = match kind {
+        Kind::Inner => left.join(&right, |l, r| format!("{l}+{r}"), no_cache()),
+        Kind::Left => left.left_join(&right, |l, r| format!("{l}+{}", or_null(r)), no_cache()),
+        Kind::Outer => left.outer_join(
+            &right,
+            |l, r| format!("{}+{}", or_null(l), or_null(r)),
+            no_cache(),
+        ),
+    };
+    joined.to_stream().to(
+        "out",
+        Produced::with(Serdes::string(), Serdes::option(Serdes::string())),
+    );
+    let driver =
+        TopologyTestDriver::new(builder.build().map_err(fail)?, StreamsConfig::new("oracle"))
+            .map_err(fail)?;
+    let option = || Serdes::option(Serdes::string());
+    let l = driver.create_input_topic("left", Serdes::string(), option());
+    let r = driver.create_input_topic("right", Serdes::string(), option());
+    for (is_left, k, v, t) in events {
+        let (topic, prefix) = if *is_left { (&l, "l") } else { (&r, "r") };
+        topic
+            .pipe_input_at(KEYS[*k].to_owned(), v.map(|v| format!("{prefix}{v}")), *t)
+            .map_err(fail)?;
+    }
+    let out = driver.create_output_topic("out", Serdes::string(), option());
+    Ok(out
+        .read_records_to_list()
+        .map_err(fail)?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect())
+}
+
+/// The joined row of one key from the two tables' rows (with their timestamps).
+fn joined_row(kind: Kind, l: Option<&(String, i64)>, r: Option<&(String, i64)>) -> Option<String> {
+    let text = |x: Option<&(String, i64)>| x.map_or("null".to_owned(), |(v, _)| v.clone());
+    match (kind, l, r) {
+        (_, Some(_), Some(_)) => Some(format!("{}+{}", text(l), text(r))),
+        (Kind::Left | Kind::Outer, Some(_), None) => Some(format!("{}+null", text(l))),
+        (Kind::Outer, None, Some(_)) => Some(format!("null+{}", text(r))),
+        _ => None,
+    }
+}
+
+/// What the join emits: after each update, the key's joined row if the join emits a change for
+/// it (a row before or after), stamped with the larger timestamp of the rows it read.
+fn table_table_oracle(kind: Kind, events: &[TableEvent]) -> Vec<(String, Option<String>, i64)> {
+    let mut tables: [BTreeMap<usize, (String, i64)>; 2] = [BTreeMap::new(), BTreeMap::new()];
+    let mut out = Vec::new();
+    for (is_left, k, v, t) in events {
+        let side = usize::from(!*is_left);
+        let prefix = if *is_left { "l" } else { "r" };
+        if v.is_none() && !tables[side].contains_key(k) {
+            continue; // a table forwards no change for deleting an absent key
+        }
+        let before = joined_row(kind, tables[0].get(k), tables[1].get(k));
+        match v {
+            Some(v) => {
+                tables[side].insert(*k, (format!("{prefix}{v}"), *t));
+            }
+            None => {
+                tables[side].remove(k);
+            }
+        }
+        let after = joined_row(kind, tables[0].get(k), tables[1].get(k));
+        // Whether this side's processor reads a row of the other side that lets it emit.
+        let other = tables[1 - side].get(k);
+        let this_outer = match kind {
+            Kind::Inner => false,
+            Kind::Left => *is_left,
+            Kind::Outer => true,
+        };
+        if other.is_none() && !this_outer {
+            continue;
+        }
+        if before.is_none() && after.is_none() {
+            continue;
+        }
+        let ts = other.map_or(*t, |(_, ot)| (*ot).max(*t));
+        out.push((KEYS[*k].to_owned(), after, ts));
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    #[test]
+    fn stream_table_joins_match_a_lookup_in_a_map(
+        left in any::<bool>(),
+        filtered in any::<bool>(),
+        caching in any::<bool>(),
+        events in events(),
+    ) {
+        let got = run_stream_table(left, filtered, caching, &events)?;
+        prop_assert_eq!(got, stream_table_oracle(left, filtered, &events));
+    }
+
+    #[test]
+    fn table_table_joins_match_a_recomputation_per_update(
+        kind in kind(),
+        events in table_events(),
+    ) {
+        let got = run_table_table(kind, &events)?;
+        let want = table_table_oracle(kind, &events);
+        prop_assert_eq!(got, want);
     }
 }

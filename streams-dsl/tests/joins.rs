@@ -1,4 +1,4 @@
-//! Joins through the TopologyTestDriver: stream-stream joins (inner, left, outer) with
+//! Joins through the TopologyTestDriver. Stream-stream joins (inner, left, outer) with
 //! out-of-order and late records, asymmetric windows, null keys, and the repartition a key
 //! change forces in front of a join.
 //!
@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use streams_core::testing::{TestInputTopic, TestOutputTopic};
 use streams_dsl::prelude::*;
+use streams_dsl::ValueAndTimestamp;
 
 type R = streams_core::Result<()>;
 type In = TestInputTopic<String, String>;
@@ -327,4 +328,286 @@ fn joining_streams_of_two_builders_is_an_error() {
     .to("out", Produced::with(Serdes::string(), Serdes::string()));
     let err = a.build().err().map(|e| e.to_string()).unwrap_or_default();
     assert!(err.contains("different StreamsBuilders"), "{err}");
+}
+
+// ---- Stream-table joins ----
+
+type Tables = TestInputTopic<String, Option<String>>;
+type TableOut = TestOutputTopic<String, Option<String>>;
+
+/// `orders` joined with the `customers` table into `out`, values `order@customer`.
+fn run_stream_table(left: bool) -> streams_core::Result<(TopologyTestDriver, In, Tables, Out)> {
+    let builder = StreamsBuilder::new();
+    let orders = builder
+        .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()));
+    let customers = builder.table::<String, String>(
+        "customers",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("customers"),
+    );
+    let joined = Joined::with(Serdes::string(), Serdes::string());
+    let enriched = if left {
+        orders.left_join_table(&customers, |o, c| format!("{o}@{}", or_null(c)), joined)
+    } else {
+        orders.join_table(&customers, |o, c| format!("{o}@{c}"), joined)
+    };
+    enriched.to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("joins"))?;
+    let o = driver.create_input_topic("orders", Serdes::string(), Serdes::string());
+    let c = driver.create_input_topic(
+        "customers",
+        Serdes::string(),
+        Serdes::option(Serdes::string()),
+    );
+    let out = driver.create_output_topic("out", Serdes::string(), Serdes::string());
+    Ok((driver, o, c, out))
+}
+
+#[test]
+fn stream_table_inner_join_looks_up_the_table_and_only_the_stream_triggers() -> R {
+    let (_driver, o, c, out) = run_stream_table(false)?;
+    o.pipe_input_at(s("c1"), s("o1"), 10)?;
+    assert!(out.is_empty(), "no customer yet");
+    c.pipe_input_at(s("c1"), Some(s("Ada")), 20)?;
+    assert!(out.is_empty(), "a table update triggers nothing");
+    o.pipe_input_at(s("c1"), s("o2"), 30)?;
+    c.pipe_input_at(s("c1"), Some(s("Ada L.")), 40)?;
+    // Out of order: the lookup sees the table as it is now.
+    o.pipe_input_at(s("c1"), s("o3"), 25)?;
+    o.pipe_input_at(s("c2"), s("o4"), 50)?;
+    c.pipe_input_at(s("c1"), None, 60)?; // deleted
+    o.pipe_input_at(s("c1"), s("o5"), 70)?;
+    assert_eq!(
+        rows(&out)?,
+        vec![row("c1", "o2@Ada", 30), row("c1", "o3@Ada L.", 25)],
+        "results carry the stream record's timestamp"
+    );
+    Ok(())
+}
+
+#[test]
+fn stream_table_left_join_yields_every_stream_record() -> R {
+    let (_driver, o, c, out) = run_stream_table(true)?;
+    o.pipe_input_at(s("c1"), s("o1"), 10)?;
+    c.pipe_input_at(s("c1"), Some(s("Ada")), 20)?;
+    o.pipe_input_at(s("c1"), s("o2"), 30)?;
+    c.pipe_input_at(s("c1"), None, 40)?;
+    o.pipe_input_at(s("c1"), s("o3"), 5)?;
+    assert_eq!(
+        rows(&out)?,
+        vec![
+            row("c1", "o1@null", 10),
+            row("c1", "o2@Ada", 30),
+            row("c1", "o3@null", 5)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn stream_table_null_keys_are_dropped_by_inner_and_kept_by_left_joins() -> R {
+    let builder = StreamsBuilder::new();
+    let keys = || Serdes::option(Serdes::string());
+    let orders = builder
+        .stream::<Option<String>, String>("orders", Consumed::with(keys(), Serdes::string()));
+    let customers = builder.table::<Option<String>, String>(
+        "customers",
+        Consumed::with(keys(), Serdes::string()),
+        Materialized::default(),
+    );
+    let p = || Produced::with(keys(), Serdes::string());
+    orders
+        .join_table(&customers, |o, c| format!("{o}@{c}"), Joined::default())
+        .to("inner", p());
+    orders
+        .left_join_table(
+            &customers,
+            |o, c| format!("{o}@{}", or_null(c)),
+            Joined::default(),
+        )
+        .to("left", p());
+    let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("joins"))?;
+    let o = driver.create_input_topic("orders", keys(), Serdes::string());
+    let inner = driver.create_output_topic("inner", keys(), Serdes::string());
+    let left = driver.create_output_topic("left", keys(), Serdes::string());
+    o.pipe_input_at(None, s("o1"), 1)?;
+    assert!(inner.is_empty());
+    assert_eq!(left.read_key_values_to_list()?, vec![(None, s("o1@null"))]);
+    Ok(())
+}
+
+#[test]
+fn stream_table_join_repartitions_a_rekeyed_stream_and_reads_an_unmaterialized_table() -> R {
+    let builder = StreamsBuilder::new();
+    let orders = builder
+        .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()))
+        .select_key(|_, v| v.split(':').next().unwrap_or_default().to_owned());
+    let vip = builder
+        .table::<String, String>(
+            "customers",
+            Consumed::with(Serdes::string(), Serdes::string()),
+            Materialized::default(),
+        )
+        .filter(|_, name| name.starts_with('V'));
+    orders
+        .join_table(
+            &vip,
+            |o, c| format!("{o}@{c}"),
+            Joined::with(Serdes::string(), Serdes::string()).with_name("vip-orders"),
+        )
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build()?;
+    let text = topology.describe().to_string();
+    assert!(text.contains("vip-orders-repartition"), "{text}");
+    assert!(text.contains("KTABLE-MATERIALIZE-STATE-STORE-"), "{text}");
+    let driver = TopologyTestDriver::new(topology, StreamsConfig::new("joins"))?;
+    let o = driver.create_input_topic("orders", Serdes::string(), Serdes::string());
+    let c = driver.create_input_topic("customers", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic("out", Serdes::string(), Serdes::string());
+    c.pipe_input_at(s("c1"), s("Vera"), 1)?;
+    c.pipe_input_at(s("c2"), s("Bob"), 1)?;
+    o.pipe_input_at(s("x"), s("c1:o1"), 2)?;
+    o.pipe_input_at(s("y"), s("c2:o2"), 3)?;
+    c.pipe_input_at(s("c1"), s("Anna"), 4)?; // no longer passes the filter
+    o.pipe_input_at(s("z"), s("c1:o3"), 5)?;
+    assert_eq!(rows(&out)?, vec![row("c1", "c1:o1@Vera", 2)]);
+    Ok(())
+}
+
+// ---- Table-table joins ----
+
+/// Tables `left` and `right` joined into `out` (new values), with a count of rows per joined
+/// value in `counts` (which only stays right if old values are propagated).
+fn run_tables(kind: Kind) -> streams_core::Result<(TopologyTestDriver, Tables, Tables, TableOut)> {
+    let builder = StreamsBuilder::new();
+    let c = || Consumed::with(Serdes::string(), Serdes::string());
+    let left = builder.table::<String, String>("left", c(), Materialized::default());
+    let right = builder.table::<String, String>("right", c(), Materialized::default());
+    let m = || Materialized::with(Serdes::string(), Serdes::string());
+    let joined = match kind {
+        Kind::Inner => left.join(&right, |l, r| format!("{l}+{r}"), m()),
+        Kind::Left => left.left_join(&right, |l, r| format!("{l}+{}", or_null(r)), m()),
+        Kind::Outer => left.outer_join(
+            &right,
+            |l, r| format!("{}+{}", or_null(l), or_null(r)),
+            Materialized::as_("joined").with_value_serde(Serdes::string()),
+        ),
+    };
+    joined.to_stream().to(
+        "out",
+        Produced::with(Serdes::string(), Serdes::option(Serdes::string())),
+    );
+    joined
+        .group_by(
+            |_, v| (v, s("row")),
+            Grouped::with(Serdes::string(), Serdes::string()),
+        )
+        .count(Materialized::as_("counts"));
+    let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("joins"))?;
+    let option = || Serdes::option(Serdes::string());
+    let l = driver.create_input_topic("left", Serdes::string(), option());
+    let r = driver.create_input_topic("right", Serdes::string(), option());
+    let out = driver.create_output_topic("out", Serdes::string(), option());
+    Ok((driver, l, r, out))
+}
+
+fn table_rows(
+    out: &TestOutputTopic<String, Option<String>>,
+) -> streams_core::Result<Vec<(String, Option<String>, i64)>> {
+    Ok(out
+        .read_records_to_list()?
+        .into_iter()
+        .map(|r| (r.key, r.value, r.timestamp))
+        .collect())
+}
+
+fn change(key: &str, value: Option<&str>, ts: i64) -> (String, Option<String>, i64) {
+    (s(key), value.map(s), ts)
+}
+
+fn count_of(driver: &TopologyTestDriver, value: &str) -> streams_core::Result<Option<i64>> {
+    let store = driver.key_value_store::<String, ValueAndTimestamp<i64>>("counts")?;
+    Ok(store.get(&s(value))?.map(|v| v.value))
+}
+
+#[test]
+fn table_inner_join_follows_both_sides_with_old_values() -> R {
+    let (driver, l, r, out) = run_tables(Kind::Inner)?;
+    l.pipe_input_at(s("a"), Some(s("l1")), 1)?;
+    assert!(out.is_empty(), "no right row yet");
+    r.pipe_input_at(s("a"), Some(s("r1")), 5)?;
+    l.pipe_input_at(s("a"), Some(s("l2")), 3)?;
+    r.pipe_input_at(s("b"), Some(s("rb")), 6)?;
+    assert_eq!(
+        count_of(&driver, "l1+r1")?,
+        Some(0),
+        "the old row left its group"
+    );
+    assert_eq!(count_of(&driver, "l2+r1")?, Some(1));
+    l.pipe_input_at(s("a"), None, 7)?;
+    r.pipe_input_at(s("a"), None, 8)?;
+    assert_eq!(
+        table_rows(&out)?,
+        vec![
+            change("a", Some("l1+r1"), 5),
+            change("a", Some("l2+r1"), 5),
+            change("a", None, 7),
+        ],
+        "timestamps are the larger of the two rows'"
+    );
+    assert_eq!(count_of(&driver, "l2+r1")?, Some(0));
+    Ok(())
+}
+
+#[test]
+fn table_left_join_keeps_every_left_row() -> R {
+    let (driver, l, r, out) = run_tables(Kind::Left)?;
+    l.pipe_input_at(s("a"), Some(s("l1")), 1)?;
+    r.pipe_input_at(s("a"), Some(s("r1")), 5)?;
+    r.pipe_input_at(s("b"), Some(s("rb")), 6)?;
+    r.pipe_input_at(s("a"), None, 7)?;
+    l.pipe_input_at(s("a"), None, 8)?;
+    assert_eq!(
+        table_rows(&out)?,
+        vec![
+            change("a", Some("l1+null"), 1),
+            change("a", Some("l1+r1"), 5),
+            change("a", Some("l1+null"), 7),
+            change("a", None, 8),
+        ]
+    );
+    for value in ["l1+null", "l1+r1"] {
+        assert_eq!(count_of(&driver, value)?, Some(0), "{value}");
+    }
+    Ok(())
+}
+
+#[test]
+fn table_outer_join_has_a_row_while_either_side_does() -> R {
+    let (driver, l, r, out) = run_tables(Kind::Outer)?;
+    l.pipe_input_at(s("a"), Some(s("l1")), 1)?;
+    r.pipe_input_at(s("b"), Some(s("rb")), 2)?;
+    r.pipe_input_at(s("a"), Some(s("r1")), 3)?;
+    l.pipe_input_at(s("a"), None, 4)?;
+    r.pipe_input_at(s("a"), None, 5)?;
+    assert_eq!(
+        table_rows(&out)?,
+        vec![
+            change("a", Some("l1+null"), 1),
+            change("b", Some("null+rb"), 2),
+            change("a", Some("l1+r1"), 3),
+            change("a", Some("null+r1"), 4),
+            change("a", None, 5),
+        ]
+    );
+    assert_eq!(count_of(&driver, "null+rb")?, Some(1));
+    assert_eq!(count_of(&driver, "null+r1")?, Some(0));
+    let joined = driver.key_value_store::<String, ValueAndTimestamp<String>>("joined")?;
+    assert_eq!(joined.get(&s("a"))?, None);
+    assert_eq!(
+        joined.get(&s("b"))?.map(|v| v.value),
+        Some(s("null+rb")),
+        "a named Materialized keeps the result"
+    );
+    Ok(())
 }
