@@ -87,6 +87,9 @@ pub(crate) struct Graph {
     deferred: Vec<StreamsError>,
     /// Windowed aggregation nodes, and when their windows close.
     pub(crate) window_closing: BTreeMap<usize, WindowClosing>,
+    /// Joins: their name and the nodes reading their inputs, whose source topics must be
+    /// co-partitioned.
+    pub(crate) copartition: Vec<(String, Vec<usize>)>,
 }
 
 /// When the windows of a windowed aggregation close, as `suppress(until_window_closes)`
@@ -263,6 +266,10 @@ impl Graph {
                     ));
                 }
             }
+        }
+        for (what, nodes) in &self.copartition {
+            let names: Vec<&str> = nodes.iter().map(|n| attach[*n].as_str()).collect();
+            b.copartition(what, &names)?;
         }
         for store in self.stores.keys() {
             if !added_stores.contains(store) {

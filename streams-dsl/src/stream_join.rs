@@ -790,6 +790,8 @@ pub(crate) fn join_streams<K: Data, V1: Data, V2: Data, VR: Data>(
         clock: WindowClock::new(time_store.clone()),
         pending_floor: i64::MIN,
     };
+    g.copartition
+        .push((merge_name.clone(), vec![this_tag, other_tag]));
     let node = g.push(
         merge_name,
         vec![this_tag, other_tag],

@@ -280,15 +280,19 @@ pub(crate) fn join_stream_table<K: Data, V: Data, VT: Data, VR: Data>(
         joiner: joiner.clone(),
         left,
     };
+    let table_node = table.node;
     let node = g.push(
-        name,
+        name.clone(),
         vec![input],
         NodeKind::Processor {
             add: processor_add::<K, V, K, VR, StreamTableJoin<K, V, VT, VR>>(make),
             changes_key: false,
-            stores,
+            stores: stores.clone(),
         },
     );
+    if !stores.is_empty() {
+        g.copartition.push((name, vec![node, table_node]));
+    }
     drop(g);
     KStream {
         graph,
@@ -446,6 +450,7 @@ pub(crate) fn join_tables<K: Data, V1: Data, V2: Data, VR: Data>(
             stores: other_stores,
         },
     );
+    g.copartition.push((merge_name.clone(), vec![this, other]));
     let merge = g.push(
         merge_name,
         vec![this, other],
