@@ -21,6 +21,7 @@
 mod aggregate;
 mod builder;
 pub mod change;
+pub mod cogroup;
 mod graph;
 mod grouped;
 mod map_filter;
@@ -36,6 +37,7 @@ mod windows;
 
 pub use builder::{GlobalKTable, StreamsBuilder, Topics};
 pub use change::{Change, ValueAndTimestamp};
+pub use cogroup::CogroupedKStream;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use options::{
     Consumed, Grouped, Joined, Materialized, Named, Produced, Repartitioned, StreamJoined,
@@ -59,10 +61,10 @@ impl<T: Clone + Send + 'static> Data for T {}
 /// The names a DSL application needs.
 pub mod prelude {
     pub use crate::{
-        Branched, BufferConfig, Change, Consumed, EmitStrategy, Grouped, JoinWindows, Joined,
-        KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named, Produced,
-        Repartitioned, SessionWindows, SlidingWindows, StreamJoined, StreamsBuilder, Suppressed,
-        TimeWindows, Window, Windowed, WindowedSerdes,
+        Branched, BufferConfig, Change, CogroupedKStream, Consumed, EmitStrategy, Grouped,
+        JoinWindows, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named,
+        Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined, StreamsBuilder,
+        Suppressed, TimeWindows, Window, Windowed, WindowedSerdes,
     };
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::topology::Stores;
