@@ -261,7 +261,7 @@ impl Graph {
                     return Err(StreamsError::topology(
                         &node.name,
                         format!(
-                            "global table on `{topic}`: global tables are declared but cannot run yet (they arrive with joins)"
+                            "global table on `{topic}`: global tables are declared but cannot run yet"
                         ),
                     ));
                 }

@@ -1,9 +1,14 @@
-//! Joins through the TopologyTestDriver. Stream-stream joins (inner, left, outer) with
+//! Joins through the TopologyTestDriver: stream-stream joins (inner, left, outer) with
 //! out-of-order and late records, asymmetric windows, null keys, and the repartition a key
-//! change forces in front of a join.
+//! change forces in front of a join; stream-table joins (inner, left) with table updates,
+//! deletions, null keys, a re-keyed stream and a filtered table; table-table joins (inner,
+//! left, outer) with the old values a downstream aggregation needs.
 //!
-//! Expected outputs were worked out from the rules in `streams_dsl::stream_join` (Kafka Streams'
-//! `KStreamKStreamJoin` with the exact lateness described there).
+//! Expected outputs were worked out from the rules in `streams_dsl::stream_join` and
+//! `streams_dsl::table_join`, and the inputs of the stream-stream, stream-table and table-table
+//! tests with unnamed joins were run through Kafka Streams 4.2.1's own TopologyTestDriver
+//! (caches off, the outer join's emit interval at 0): it emits the same records, in the same
+//! order, with the same timestamps.
 
 use std::time::Duration;
 
