@@ -356,9 +356,13 @@ impl Named {
 /// named after, and how its stores are kept.
 ///
 /// Without a name the processors get generated names (`KSTREAM-JOINTHIS-…`, `KSTREAM-MERGE-…`)
-/// and so do the stores; with [`with_name`](Self::with_name) they are `<name>-join-this`,
-/// `<name>-this-join-store` and so on, and a repartition topic is `<name>-left-repartition` or
-/// `<name>-right-repartition`. [`with_store_name`](Self::with_store_name) names the stores alone.
+/// and so do the stores. With [`with_name`](Self::with_name) the processors are
+/// `<name>-this-join` and `<name>-other-join` (`-outer-this-join` when the other side is outer,
+/// `-outer-other-join` when this side is), and `<name>-merge`; the window stores are the two
+/// side processors' names plus `-store`, the shared store of unmatched records
+/// `<name>-left-shared-join-store` (left join) or `<name>-outer-shared-join-store` (outer join);
+/// a repartition topic is `<name>-left-repartition` or `<name>-right-repartition`.
+/// [`with_store_name`](Self::with_store_name) names the stores alone.
 ///
 /// ```
 /// # use streams_dsl::prelude::*;
@@ -407,8 +411,9 @@ impl<K: 'static, V1: 'static, V2: 'static> StreamJoined<K, V1, V2> {
         self
     }
 
-    /// Names the join's stores `<name>-this-join-store`, `<name>-other-join-store` (and
-    /// `<name>-outer-shared-join-store` for left and outer joins).
+    /// Names the join's stores after `name` rather than the processors: `<name>-this-join-store`
+    /// and `<name>-other-join-store` (with the `-outer-` forms of the processors' names), and
+    /// `<name>-left-shared-join-store` or `<name>-outer-shared-join-store`.
     pub fn with_store_name(mut self, name: impl Into<String>) -> Self {
         self.store_name = Some(name.into());
         self

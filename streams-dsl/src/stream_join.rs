@@ -685,23 +685,24 @@ pub(crate) fn join_streams<K: Data, V1: Data, V2: Data, VR: Data>(
             g.next_name("KSTREAM-MERGE-"),
         ),
     };
+    let outer_suffix = if kind.right_outer() {
+        "-outer-shared-join"
+    } else {
+        "-left-shared-join"
+    };
     let (this_store, other_store, outer_store) = match &options.store_name {
         Some(s) => (
             format!("{s}{this_suffix}-store"),
             format!("{s}{other_suffix}-store"),
-            format!(
-                "{s}{}-store",
-                if kind.right_outer() {
-                    "-outer-shared-join"
-                } else {
-                    "-left-shared-join"
-                }
-            ),
+            format!("{s}{outer_suffix}-store"),
         ),
         None => (
             format!("{this_name}-store"),
             format!("{other_name}-store"),
-            format!("{}-store", g.next_name("KSTREAM-OUTERSHARED-")),
+            match &options.name {
+                Some(n) => format!("{n}{outer_suffix}-store"),
+                None => format!("{}-store", g.next_name("KSTREAM-OUTERSHARED-")),
+            },
         ),
     };
     let time_store = format!("{this_store}-time");

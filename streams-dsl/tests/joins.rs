@@ -314,6 +314,28 @@ fn join_stores_are_named_after_the_store_name() -> R {
     ] {
         assert!(text.contains(store), "{store} in {text}");
     }
+
+    let named = StreamsBuilder::new();
+    let left = named.stream::<String, String>("left", c());
+    let right = named.stream::<String, String>("right", c());
+    left.outer_join(
+        &right,
+        |l, r| format!("{}+{}", or_null(l), or_null(r)),
+        JoinWindows::of_time_difference_without_grace(ms(10)),
+        strings().with_name("views"),
+    )
+    .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let text = named.build()?.describe().to_string();
+    for name in [
+        "views-outer-this-join",
+        "views-outer-other-join",
+        "views-merge",
+        "views-outer-this-join-store",
+        "views-outer-other-join-store",
+        "views-outer-shared-join-store",
+    ] {
+        assert!(text.contains(name), "{name} in {text}");
+    }
     Ok(())
 }
 
