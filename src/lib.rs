@@ -49,6 +49,7 @@ pub use streams_core::{
 pub use streams_dsl::{
     Branched, Change, Consumed, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
     KStream, KTable, Materialized, Named, Produced, Repartitioned, StreamJoined, StreamsBuilder,
+    TableJoined,
 };
 
 /// The names most applications need, in one import.

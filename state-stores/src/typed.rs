@@ -215,6 +215,16 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.codec.keys.is_null(key)
     }
 
+    /// `key` as the store writes it.
+    pub fn key_bytes(&self, key: &K) -> Result<Vec<u8>> {
+        self.codec.key(key)
+    }
+
+    /// `value` as the store writes it.
+    pub fn value_bytes(&self, value: &V) -> Result<Vec<u8>> {
+        self.codec.value(value)
+    }
+
     /// The value of `key`.
     pub fn get(&self, key: &K) -> Result<Option<V>> {
         let k = self.codec.key(key)?;

@@ -22,6 +22,7 @@ mod aggregate;
 mod builder;
 pub mod change;
 pub mod cogroup;
+pub mod foreign_key_join;
 mod graph;
 mod grouped;
 mod map_filter;
@@ -41,6 +42,7 @@ pub use cogroup::CogroupedKStream;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use options::{
     Consumed, Grouped, Joined, Materialized, Named, Produced, Repartitioned, StreamJoined,
+    TableJoined,
 };
 pub use stream::{Branched, BranchedKStream, KStream};
 pub use suppress::{BufferConfig, Suppressed};
@@ -64,7 +66,7 @@ pub mod prelude {
         Branched, BufferConfig, Change, CogroupedKStream, Consumed, EmitStrategy, Grouped,
         JoinWindows, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named,
         Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined, StreamsBuilder,
-        Suppressed, TimeWindows, Window, Windowed, WindowedSerdes,
+        Suppressed, TableJoined, TimeWindows, Window, Windowed, WindowedSerdes,
     };
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::topology::Stores;

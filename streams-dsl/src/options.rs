@@ -511,3 +511,42 @@ impl<K: 'static, V: 'static> Joined<K, V> {
         self
     }
 }
+
+/// Options of a foreign-key table join: the name its processors, stores and internal topics are
+/// named after (`<name>-subscription-registration-repartition`,
+/// `<name>-subscription-response-repartition`, `<name>-subscription-store`), and the serde of
+/// the foreign key on the subscription topic (default: the other table's key serde).
+///
+/// ```
+/// # use streams_dsl::prelude::*;
+/// let options = TableJoined::<String>::as_("orders-by-customer").with_foreign_key_serde(Serdes::string());
+/// ```
+pub struct TableJoined<KO> {
+    pub(crate) name: Option<String>,
+    pub(crate) foreign_keys: Option<SerdeSlot<KO>>,
+}
+
+impl<KO> Default for TableJoined<KO> {
+    fn default() -> Self {
+        TableJoined {
+            name: None,
+            foreign_keys: None,
+        }
+    }
+}
+
+impl<KO: 'static> TableJoined<KO> {
+    /// Names the join's processors, store and topics after `name`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        TableJoined {
+            name: Some(name.into()),
+            foreign_keys: None,
+        }
+    }
+
+    /// Sets the serde of the foreign key.
+    pub fn with_foreign_key_serde(mut self, keys: impl Serde<KO>) -> Self {
+        self.foreign_keys = Some(SerdeSlot::explicit(keys));
+        self
+    }
+}

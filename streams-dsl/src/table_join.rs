@@ -176,7 +176,7 @@ impl<K: Data, V: Data> Processor<K, Change<V>, K, Change<V>> for TableMaterializ
 }
 
 /// Adds a node that materializes the changes of `parent` into a store named `store`.
-fn add_materialize<K: Data, V: Data>(
+pub(crate) fn add_materialize<K: Data, V: Data>(
     g: &mut Graph,
     parent: usize,
     store: String,
@@ -207,7 +207,7 @@ fn add_materialize<K: Data, V: Data>(
 }
 
 /// The store a join reads `table` from: its own, or a new one a side node materializes it into.
-fn readable_store<K: Data, V: Data>(g: &mut Graph, table: &KTable<K, V>) -> String {
+pub(crate) fn readable_store<K: Data, V: Data>(g: &mut Graph, table: &KTable<K, V>) -> String {
     if let Some(store) = &table.store {
         return store.clone();
     }
