@@ -1,5 +1,6 @@
-//! Joins on a broker: the co-partitioning check at start and the repartition topic in front of
-//! a join sized like the topics it is joined with (on the embedded broker), and a stream-table
+//! Joins on a broker: the co-partitioning check at start, the repartition topic in front of a
+//! join sized like the topics it is joined with, and a foreign-key join of tables with different
+//! partition counts through its internal topics (on the embedded broker), and a stream-table
 //! join split over two instances on co-partitioned topics (on a real broker; ignored by a plain
 //! `cargo test`, `scripts/test.sh` runs it).
 
@@ -14,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::{init_logs, real_kafka, unique, Cluster, RealKafka};
+use support::{init_logs, real_kafka, unique, Cluster};
 
 fn embedded() -> EmbeddedKafka {
     EmbeddedKafka::start().expect("start the embedded broker")
@@ -136,11 +137,13 @@ fn merging_streams_needs_no_join_check() {
 
 const PARTITIONS: i32 = 4;
 
-/// Keyed records, partitioned by one producer's partitioner for every topic (so topics with the
-/// same partition count are co-partitioned).
-fn produce(kafka: &RealKafka, topic: &str, records: &[(String, String)]) {
+/// Keyed records, partitioned as Kafka's Java producer and the applications' own sinks do
+/// (murmur2), so topics with the same partition count are co-partitioned with each other and
+/// with the applications' repartition topics.
+fn produce(bootstrap: &str, topic: &str, records: &[(String, String)]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -159,15 +162,15 @@ fn produce(kafka: &RealKafka, topic: &str, records: &[(String, String)]) {
 }
 
 /// Whether group `app` has committed everything in `topics`.
-fn caught_up(kafka: &RealKafka, app: &str, topics: &[&str]) -> bool {
+fn caught_up(bootstrap: &str, app: &str, topics: &[&str]) -> bool {
     let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", app)
         .create()
         .expect("probe");
     let mut tpl = TopicPartitionList::new();
     for t in topics {
-        for p in 0..PARTITIONS {
+        for p in 0..partitions_of(bootstrap, t).unwrap_or(0) as i32 {
             tpl.add_partition(t, p);
         }
     }
@@ -185,7 +188,7 @@ fn caught_up(kafka: &RealKafka, app: &str, topics: &[&str]) -> bool {
     })
 }
 
-fn wait_caught_up(kafka: &RealKafka, app: &str, topics: &[&str], streams: &[&KafkaStreams]) {
+fn wait_caught_up(bootstrap: &str, app: &str, topics: &[&str], streams: &[&KafkaStreams]) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut streak = 0;
     while streak < 2 {
@@ -197,7 +200,7 @@ fn wait_caught_up(kafka: &RealKafka, app: &str, topics: &[&str], streams: &[&Kaf
             "{app} did not catch up on {topics:?}"
         );
         std::thread::sleep(Duration::from_millis(250));
-        streak = if caught_up(kafka, app, topics) {
+        streak = if caught_up(bootstrap, app, topics) {
             streak + 1
         } else {
             0
@@ -206,16 +209,16 @@ fn wait_caught_up(kafka: &RealKafka, app: &str, topics: &[&str], streams: &[&Kaf
 }
 
 /// Every record of `topic`, as `key -> values`.
-fn read_all(kafka: &RealKafka, topic: &str) -> BTreeMap<String, Vec<String>> {
+fn read_all(bootstrap: &str, topic: &str) -> BTreeMap<String, Vec<String>> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
         .expect("reader");
     let mut tpl = TopicPartitionList::new();
     let mut ends = BTreeMap::new();
-    for p in 0..PARTITIONS {
+    for p in 0..partitions_of(bootstrap, topic).unwrap_or(0) as i32 {
         tpl.add_partition_offset(topic, p, Offset::Beginning)
             .expect("offset");
         let (_, high) = consumer
@@ -300,13 +303,13 @@ fn two_instances_split_a_stream_table_join_on_co_partitioned_topics() {
     let names: Vec<(String, String)> = (0..40)
         .map(|c| (format!("c-{c}"), format!("Customer {c}")))
         .collect();
-    produce(&kafka, &customers, &names);
-    wait_caught_up(&kafka, &app, &[&customers], &[&a, &b]);
+    produce(&kafka.bootstrap(), &customers, &names);
+    wait_caught_up(&kafka.bootstrap(), &app, &[&customers], &[&a, &b]);
     let order_records: Vec<(String, String)> = (0..2_000)
         .map(|i| (format!("c-{}", i % 44), format!("o-{i}")))
         .collect();
-    produce(&kafka, &orders, &order_records);
-    wait_caught_up(&kafka, &app, &[&customers, &orders], &[&a, &b]);
+    produce(&kafka.bootstrap(), &orders, &order_records);
+    wait_caught_up(&kafka.bootstrap(), &app, &[&customers, &orders], &[&a, &b]);
 
     let (pa, pb) = (a.metrics().processed(), b.metrics().processed());
     assert!(a.close(Duration::from_secs(30)) && b.close(Duration::from_secs(30)));
@@ -328,8 +331,102 @@ fn two_instances_split_a_stream_table_join_on_co_partitioned_topics() {
     for values in want.values_mut() {
         values.sort();
     }
-    let got = read_all(&kafka, &output);
+    let got = read_all(&kafka.bootstrap(), &output);
     assert_eq!(got.len(), want.len(), "one output key per customer key");
     assert_eq!(got, want, "every order once, with its customer");
     eprintln!("two instances: {pa} and {pb} records processed");
+}
+
+#[test]
+fn a_foreign_key_join_of_differently_partitioned_tables_runs_through_its_topics() {
+    let kafka = embedded();
+    kafka.create_topic("fk-orders", 2).expect("orders");
+    kafka.create_topic("fk-customers", 3).expect("customers");
+    kafka.create_topic("fk-out", 1).expect("output");
+    let builder = StreamsBuilder::new();
+    let c = || Consumed::with(Serdes::string(), Serdes::string());
+    let orders = builder.table::<String, String>("fk-orders", c(), Materialized::default());
+    let customers = builder.table::<String, String>("fk-customers", c(), Materialized::default());
+    orders
+        .left_join_on_foreign_key(
+            &customers,
+            |o| o.split(':').next().unwrap_or_default().to_owned(),
+            |o, name| format!("{o} by {}", name.map_or("?", |n| n.as_str())),
+            TableJoined::as_("by-customer"),
+            Materialized::with(Serdes::string(), Serdes::string()),
+        )
+        .to_stream()
+        .to(
+            "fk-out",
+            Produced::with(Serdes::string(), Serdes::option(Serdes::string())),
+        );
+    let state = tempfile::tempdir().expect("state dir");
+    let streams = KafkaStreams::new(
+        builder.build().expect("build"),
+        config(&kafka, "fk", state.path()).set("commit.interval.ms", 100),
+    )
+    .expect("instance");
+    streams.start().expect("start: no co-partitioning needed");
+    let bootstrap = kafka.bootstrap_servers().to_owned();
+    for (topic, partitions) in [
+        ("fk-by-customer-subscription-registration-repartition", 3),
+        ("fk-by-customer-subscription-response-repartition", 2),
+    ] {
+        assert_eq!(
+            partitions_of(&bootstrap, topic),
+            Some(partitions),
+            "{topic}"
+        );
+    }
+    let names: Vec<(String, String)> = (0..20)
+        .map(|c| (format!("c{c}"), format!("Customer {c}")))
+        .collect();
+    produce(&bootstrap, "fk-customers", &names);
+    // 200 orders over 25 customer ids (5 unknown), then 50 of them move to another customer.
+    let mut orders: BTreeMap<String, String> = (0..200)
+        .map(|i| (format!("o{i}"), format!("c{}:{i}", i % 25)))
+        .collect();
+    let records: Vec<(String, String)> = orders.clone().into_iter().collect();
+    produce(&bootstrap, "fk-orders", &records);
+    let moved: Vec<(String, String)> = (0..50)
+        .map(|i| (format!("o{i}"), format!("c{}:{i}", (i + 7) % 25)))
+        .collect();
+    produce(&bootstrap, "fk-orders", &moved);
+    orders.extend(moved);
+    let topics = [
+        "fk-orders",
+        "fk-customers",
+        "fk-by-customer-subscription-registration-repartition",
+        "fk-by-customer-subscription-response-repartition",
+    ];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let want: BTreeMap<String, String> = orders
+        .iter()
+        .map(|(k, o)| {
+            let customer = o.split(':').next().unwrap_or_default();
+            let name = names
+                .iter()
+                .find(|(c, _)| c == customer)
+                .map_or("?", |(_, n)| n.as_str());
+            (k.clone(), format!("{o} by {name}"))
+        })
+        .collect();
+    // Answers travel through two topics: wait until the output holds the final join.
+    let last = loop {
+        assert!(streams.error().is_none(), "{:?}", streams.error());
+        assert!(Instant::now() < deadline, "the join did not settle");
+        std::thread::sleep(Duration::from_millis(300));
+        if !caught_up(&bootstrap, "fk", &topics) {
+            continue;
+        }
+        let last: BTreeMap<String, String> = read_all(&bootstrap, "fk-out")
+            .into_iter()
+            .filter_map(|(k, values)| values.last().cloned().map(|v| (k, v)))
+            .collect();
+        if last == want {
+            break last;
+        }
+    };
+    assert_eq!(last.len(), 200);
+    streams.close(Duration::from_secs(10));
 }

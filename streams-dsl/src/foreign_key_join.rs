@@ -25,7 +25,10 @@
 //! join has one for every left row, with `None` while the foreign row is missing. Results are
 //! eventually consistent: between a change and its answer the result shows the state before.
 //! Each input's co-partitioning with its internal topic is enforced at start (the response topic
-//! gets the left table's partition count, the subscription topic the other table's).
+//! gets the left table's partition count, the subscription topic the other table's). As in Kafka
+//! Streams, both tables' topics must be partitioned by key with Kafka's default partitioner
+//! (murmur2, which this library's sinks use too): an answer routed to a task that does not hold
+//! its left row finds no current value and is dropped as stale.
 //!
 //! Differences from Kafka Streams: the wrappers on the internal topics and the value hash (two
 //! 64-bit FNV-1a hashes of the serialized value, not murmur3) are this library's own formats, so
