@@ -136,6 +136,8 @@ pub(crate) struct ThreadCore {
     state: Arc<StateCell>,
     metrics: ThreadMetrics,
     shared_metrics: Arc<Mutex<ThreadMetrics>>,
+    /// What [`KafkaStreams::committed_offsets`](crate::KafkaStreams::committed_offsets) reads.
+    shared_committed: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     received_assignment: bool,
     rebalance_started: Option<Instant>,
     handoffs: Handoffs,
@@ -368,6 +370,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) state: Arc<StateCell>,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) metrics: Arc<Mutex<ThreadMetrics>>,
+    /// The input offsets this thread last committed, for the partitions it owns.
+    pub(crate) committed: Arc<Mutex<BTreeMap<(String, i32), i64>>>,
     /// Group membership changes by any thread of the instance; see `handoff`.
     pub(crate) membership_changes: Arc<AtomicU64>,
 }
@@ -439,6 +443,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             ..*setup.metrics.lock().unwrap_or_else(|p| p.into_inner())
         },
         shared_metrics: setup.metrics.clone(),
+        shared_committed: setup.committed.clone(),
         received_assignment: false,
         rebalance_started: None,
         started: Instant::now(),
