@@ -28,7 +28,7 @@ use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 use crate::runtime::control;
 use crate::runtime::state::{State, StateCell, StateListener};
-use crate::runtime::thread::{self, ThreadMetrics, ThreadSetup};
+use crate::runtime::thread::{self, SharedCommitted, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
 use crate::topology::Topology;
 
@@ -40,7 +40,7 @@ struct Inner {
     shutdown: Arc<AtomicBool>,
     metrics: Mutex<Vec<Arc<Mutex<ThreadMetrics>>>>,
     /// Per stream thread: the input offsets it last committed.
-    committed: Mutex<Vec<Arc<Mutex<BTreeMap<(String, i32), i64>>>>>,
+    committed: Mutex<Vec<SharedCommitted>>,
     /// Group membership changes by this instance's threads; see `handoff`.
     membership_changes: Arc<std::sync::atomic::AtomicU64>,
     handler: Mutex<Option<UncaughtExceptionHandler>>,
