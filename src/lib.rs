@@ -47,8 +47,8 @@ pub use streams_core::{
     Topology, TopologyTestDriver,
 };
 pub use streams_dsl::{
-    Branched, Change, Consumed, Grouped, KGroupedStream, KGroupedTable, KStream, KTable,
-    Materialized, Named, Produced, Repartitioned, StreamsBuilder,
+    Branched, Change, Consumed, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
+    KStream, KTable, Materialized, Named, Produced, Repartitioned, StreamJoined, StreamsBuilder,
 };
 
 /// The names most applications need, in one import.

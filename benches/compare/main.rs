@@ -8,7 +8,10 @@
 //! input; "start to first output" runs from process start to that first output record. Restore
 //! cases time how long an instance takes to restore a preloaded 1M-key changelog and run.
 //! Windowed-count cases count events (10 000 keys, 1 ms of event time apart) per key in 60 s
-//! windows, tumbling and hopping by 10 s, every update through the record cache.
+//! windows, tumbling and hopping by 10 s, every update through the record cache. Stream-table
+//! join cases enrich the map/filter records with a 100 003-row table (`<records topic>-table`,
+//! one row per record key, loaded before the records so it is read first): a left join, one
+//! output record per input record; throughput counts the stream records.
 #![allow(missing_docs, clippy::print_stdout)]
 
 #[path = "../../examples/support/mod.rs"]
@@ -119,8 +122,11 @@ fn event(i: u64, start_ms: i64) -> (Vec<u8>, Vec<u8>, i64) {
 }
 
 /// A keyed record with a 100-byte value; one in twenty starts with '#' (filtered out).
+/// Distinct keys of the map/filter records, and rows of the stream-table join's table.
+const TABLE_ROWS: u64 = 100_003;
+
 fn record(i: u64) -> (Vec<u8>, Vec<u8>) {
-    let key = format!("key-{:012}", i % 100_003).into_bytes();
+    let key = format!("key-{:012}", i % TABLE_ROWS).into_bytes();
     let mut value = format!("{}value-{i:020}-", if i % 20 == 7 { '#' } else { 'v' }).into_bytes();
     value.resize(100, b'x');
     (key, value)
@@ -159,6 +165,7 @@ fn specs() -> Vec<Spec> {
         ("stateless", "map/filter"),
         ("windowed-tumbling", "windowed count tumbling"),
         ("windowed-hopping", "windowed count hopping"),
+        ("stream-table-join", "stream-table join"),
     ] {
         for guarantee in ["at_least_once", "exactly_once_v2"] {
             let java = format!("Kafka Streams {label} {guarantee}");
@@ -278,6 +285,9 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
     let mut watched = vec![input.to_string()];
     if spec.mode == "wordcount" {
         watched.push(format!("{app}-counts-repartition"));
+    }
+    if spec.mode == "stream-table-join" {
+        watched.push(format!("{input}-table"));
     }
     let mut process = Measured::spawn(&program, &args, &state.join("time.txt"), Stdio::null());
     let deadline = Instant::now() + Duration::from_secs(1800);
@@ -496,7 +506,14 @@ fn harness(s: &Settings) {
         format!("bench-events-{stamp}"),
         format!("bench-empty-{stamp}"),
     );
-    for t in [&lines_topic, &records_topic, &events_topic, &empty_topic] {
+    let table_topic = format!("{records_topic}-table");
+    for t in [
+        &lines_topic,
+        &records_topic,
+        &table_topic,
+        &events_topic,
+        &empty_topic,
+    ] {
         create_topic(&s.bootstrap, t, s.partitions, &[]);
     }
     let t = Instant::now();
@@ -506,6 +523,11 @@ fn harness(s: &Settings) {
     let words: u64 = (0..s.lines)
         .map(|i| example::words(&String::from_utf8_lossy(&line(i))).len() as u64)
         .sum();
+    // The join's table first (earlier timestamps), one row per record key.
+    produce(&s.bootstrap, &table_topic, TABLE_ROWS, |i| {
+        let key = format!("key-{i:012}").into_bytes();
+        (Some(key), Some(format!("customer-{i}").into_bytes()))
+    });
     produce(&s.bootstrap, &records_topic, s.records, |i| {
         let (k, v) = record(i);
         (Some(k), Some(v))

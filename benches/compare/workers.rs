@@ -19,6 +19,27 @@ fn stateless(input: &str, output: &str) -> kstreams::Result<Topology> {
     builder.build()
 }
 
+/// Each record (key `key-<n>`) enriched with its row of the `<input>-table` table (a left join:
+/// `<value>|<name>`, `<value>|?` without a row).
+fn stream_table_join(input: &str, output: &str) -> kstreams::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let strings = || Consumed::with(Serdes::string(), Serdes::string());
+    let table = builder.table::<String, String>(
+        &format!("{input}-table"),
+        strings(),
+        Materialized::as_("customers"),
+    );
+    builder
+        .stream::<String, String>(input, strings())
+        .left_join_table(
+            &table,
+            |v, name| format!("{v}|{}", name.map_or("?", |n| n.as_str())),
+            Joined::with(Serdes::string(), Serdes::string()),
+        )
+        .to(output, Produced::with(Serdes::string(), Serdes::string()));
+    builder.build()
+}
+
 fn wait_for_sigterm() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -45,6 +66,7 @@ pub fn kstreams(args: &[String]) -> i32 {
     let topology = match mode.as_str() {
         "wordcount" | "restore" => crate::example::word_count_topology(input, output),
         "stateless" => stateless(input, output),
+        "stream-table-join" => stream_table_join(input, output),
         // Counts per key in 60 s windows of event time (record timestamps), every update
         // through the cache, as `<key>@<window start>` -> count.
         "windowed-tumbling" => crate::example::windowed_count_topology(

@@ -58,6 +58,9 @@ pub(crate) enum NodeKind {
     },
     /// An explicit repartition.
     Repartition(RepartitionPlan),
+    /// A repartition only if an operator upstream may have changed the key (each input of a
+    /// join); otherwise the records pass straight through.
+    RepartitionIfKeyChanged(RepartitionPlan),
     Sink {
         add: AddFn,
     },
@@ -84,6 +87,9 @@ pub(crate) struct Graph {
     deferred: Vec<StreamsError>,
     /// Windowed aggregation nodes, and when their windows close.
     pub(crate) window_closing: BTreeMap<usize, WindowClosing>,
+    /// Joins: their name and the nodes reading their inputs, whose source topics must be
+    /// co-partitioned.
+    pub(crate) copartition: Vec<(String, Vec<usize>)>,
 }
 
 /// When the windows of a windowed aggregation close, as `suppress(until_window_closes)`
@@ -238,6 +244,15 @@ impl Graph {
                     (plan.add)(&mut b, plan, &parents)?;
                     attach.push(plan.source.clone());
                 }
+                NodeKind::RepartitionIfKeyChanged(plan) => {
+                    if upstream_changed {
+                        (plan.add)(&mut b, plan, &parents)?;
+                        attach.push(plan.source.clone());
+                    } else {
+                        let parent = parents.first().copied().unwrap_or_default().to_owned();
+                        attach.push(parent);
+                    }
+                }
                 NodeKind::Sink { add } => {
                     add(&mut b, &node.name, &parents)?;
                     attach.push(node.name.clone());
@@ -246,11 +261,15 @@ impl Graph {
                     return Err(StreamsError::topology(
                         &node.name,
                         format!(
-                            "global table on `{topic}`: global tables are declared but cannot run yet (they arrive with joins)"
+                            "global table on `{topic}`: global tables are declared but cannot run yet"
                         ),
                     ));
                 }
             }
+        }
+        for (what, nodes) in &self.copartition {
+            let names: Vec<&str> = nodes.iter().map(|n| attach[*n].as_str()).collect();
+            b.copartition(what, &names)?;
         }
         for store in self.stores.keys() {
             if !added_stores.contains(store) {

@@ -21,29 +21,35 @@
 mod aggregate;
 mod builder;
 pub mod change;
+pub mod cogroup;
 mod graph;
 mod grouped;
 mod map_filter;
 pub mod options;
 mod stream;
+pub mod stream_join;
 pub mod suppress;
 mod table;
+pub mod table_join;
 mod window_aggregate;
 pub mod windowed;
 mod windows;
 
 pub use builder::{GlobalKTable, StreamsBuilder, Topics};
 pub use change::{Change, ValueAndTimestamp};
+pub use cogroup::CogroupedKStream;
 pub use grouped::{KGroupedStream, KGroupedTable};
-pub use options::{Consumed, Grouped, Materialized, Named, Produced, Repartitioned};
+pub use options::{
+    Consumed, Grouped, Joined, Materialized, Named, Produced, Repartitioned, StreamJoined,
+};
 pub use stream::{Branched, BranchedKStream, KStream};
 pub use suppress::{BufferConfig, Suppressed};
 pub use table::KTable;
 pub use window_aggregate::EmitStrategy;
 pub use windowed::{SessionWindowedKStream, TimeWindowedKStream, WindowedBy};
 pub use windows::{
-    SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde, TimeWindows, Window,
-    Windowed, WindowedSerdes,
+    JoinWindows, SessionWindowedSerde, SessionWindows, SlidingWindows, TimeWindowedSerde,
+    TimeWindows, Window, Windowed, WindowedSerdes,
 };
 
 /// What keys and values must be: cloneable (a record can feed several operators), sendable
@@ -55,10 +61,10 @@ impl<T: Clone + Send + 'static> Data for T {}
 /// The names a DSL application needs.
 pub mod prelude {
     pub use crate::{
-        Branched, BufferConfig, Change, Consumed, EmitStrategy, Grouped, KGroupedStream,
-        KGroupedTable, KStream, KTable, Materialized, Named, Produced, Repartitioned,
-        SessionWindows, SlidingWindows, StreamsBuilder, Suppressed, TimeWindows, Window, Windowed,
-        WindowedSerdes,
+        Branched, BufferConfig, Change, CogroupedKStream, Consumed, EmitStrategy, Grouped,
+        JoinWindows, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named,
+        Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined, StreamsBuilder,
+        Suppressed, TimeWindows, Window, Windowed, WindowedSerdes,
     };
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::topology::Stores;

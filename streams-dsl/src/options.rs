@@ -350,3 +350,159 @@ impl Named {
         Named(None)
     }
 }
+
+/// Options of a stream-stream join: serdes of the key and of each side's values (for the join
+/// stores and any repartition topic), the name its processors, stores and repartition topics are
+/// named after, and how its stores are kept.
+///
+/// Without a name the processors get generated names (`KSTREAM-JOINTHIS-…`, `KSTREAM-MERGE-…`)
+/// and so do the stores; with [`with_name`](Self::with_name) they are `<name>-join-this`,
+/// `<name>-this-join-store` and so on, and a repartition topic is `<name>-left-repartition` or
+/// `<name>-right-repartition`. [`with_store_name`](Self::with_store_name) names the stores alone.
+///
+/// ```
+/// # use streams_dsl::prelude::*;
+/// let joined = StreamJoined::with(Serdes::string(), Serdes::i64(), Serdes::string())
+///     .with_name("orders-payments")
+///     .in_memory();
+/// ```
+pub struct StreamJoined<K, V1, V2> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V1>>,
+    pub(crate) other_values: Option<SerdeSlot<V2>>,
+    pub(crate) name: Option<String>,
+    pub(crate) store_name: Option<String>,
+    pub(crate) persistent: bool,
+    pub(crate) logging: bool,
+}
+
+impl<K, V1, V2> Default for StreamJoined<K, V1, V2> {
+    fn default() -> Self {
+        StreamJoined {
+            keys: None,
+            values: None,
+            other_values: None,
+            name: None,
+            store_name: None,
+            persistent: true,
+            logging: true,
+        }
+    }
+}
+
+impl<K: 'static, V1: 'static, V2: 'static> StreamJoined<K, V1, V2> {
+    /// Joins with these serdes for the key, this stream's values and the other stream's values.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V1>, other_values: impl Serde<V2>) -> Self {
+        StreamJoined {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            other_values: Some(SerdeSlot::explicit(other_values)),
+            ..Self::default()
+        }
+    }
+
+    /// Names the join's processors, stores and repartition topics after `name`.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Names the join's stores `<name>-this-join-store`, `<name>-other-join-store` (and
+    /// `<name>-outer-shared-join-store` for left and outer joins).
+    pub fn with_store_name(mut self, name: impl Into<String>) -> Self {
+        self.store_name = Some(name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, keys: impl Serde<K>) -> Self {
+        self.keys = Some(SerdeSlot::explicit(keys));
+        self
+    }
+
+    /// Sets the serde of this stream's values.
+    pub fn with_value_serde(mut self, values: impl Serde<V1>) -> Self {
+        self.values = Some(SerdeSlot::explicit(values));
+        self
+    }
+
+    /// Sets the serde of the other stream's values.
+    pub fn with_other_value_serde(mut self, values: impl Serde<V2>) -> Self {
+        self.other_values = Some(SerdeSlot::explicit(values));
+        self
+    }
+
+    /// Keeps the join stores in memory (restored from their changelogs when a task starts).
+    pub fn in_memory(mut self) -> Self {
+        self.persistent = false;
+        self
+    }
+
+    /// Turns the join stores' changelogs on (the default) or off.
+    pub fn with_logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+}
+
+/// Options of a stream-table join: the serdes a repartition of the stream uses (when its key
+/// changed before the join), and the name of that repartition topic and of the join processor.
+/// The table's values need no serde here: the table's store has its own.
+///
+/// ```
+/// # use streams_dsl::prelude::*;
+/// let joined = Joined::<String, i64>::with(Serdes::string(), Serdes::i64())
+///     .with_name("enrich-orders");
+/// ```
+pub struct Joined<K, V> {
+    pub(crate) keys: Option<SerdeSlot<K>>,
+    pub(crate) values: Option<SerdeSlot<V>>,
+    pub(crate) name: Option<String>,
+}
+
+impl<K, V> Default for Joined<K, V> {
+    fn default() -> Self {
+        Joined {
+            keys: None,
+            values: None,
+            name: None,
+        }
+    }
+}
+
+impl<K: 'static, V: 'static> Joined<K, V> {
+    /// Serdes of the key and of the stream's values.
+    pub fn with(keys: impl Serde<K>, values: impl Serde<V>) -> Self {
+        Joined {
+            keys: Some(SerdeSlot::explicit(keys)),
+            values: Some(SerdeSlot::explicit(values)),
+            name: None,
+        }
+    }
+
+    /// Names the join processor `name` and a repartition topic `<name>-repartition`.
+    pub fn as_(name: impl Into<String>) -> Self {
+        Joined {
+            name: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Names the join processor and a repartition topic.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the key serde.
+    pub fn with_key_serde(mut self, keys: impl Serde<K>) -> Self {
+        self.keys = Some(SerdeSlot::explicit(keys));
+        self
+    }
+
+    /// Sets the serde of the stream's values.
+    pub fn with_value_serde(mut self, values: impl Serde<V>) -> Self {
+        self.values = Some(SerdeSlot::explicit(values));
+        self
+    }
+}

@@ -24,7 +24,11 @@ use crate::map_filter::{
     Branch, Filter, FlatMap, FlatMapValues, Foreach, Map, MapValues, PassThrough, Peek, SelectKey,
     Split,
 };
-use crate::options::{Grouped, Named, Produced, Repartitioned};
+use crate::options::{Grouped, Joined, Named, Produced, Repartitioned, StreamJoined};
+use crate::stream_join::{join_streams, JoinKind, StreamJoiner};
+use crate::table::KTable;
+use crate::table_join::{join_stream_table, StreamTableJoiner};
+use crate::windows::JoinWindows;
 use crate::Data;
 
 /// A stream of records with keys of type `K` and values of type `V`.
@@ -682,6 +686,185 @@ impl<K: Data, V: Data> KStream<K, V> {
         grouped: Grouped<K2, V>,
     ) -> KGroupedStream<K2, V> {
         self.select_key(selector).group_by_key(grouped)
+    }
+}
+
+/// Joins; see [`crate::stream_join`] for what a stream-stream join emits and when.
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Joins this stream with `other`: each pair of records with the same key whose timestamps
+    /// lie within `windows` yields `joiner(this value, other value)`, with the larger timestamp.
+    /// Records later than their window's grace period are dropped; see
+    /// [the contract](crate::stream_join). Repartitions either side first if its key may have
+    /// changed.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// let builder = StreamsBuilder::new();
+    /// let impressions = builder.stream::<String, String>("impressions", Consumed::with(Serdes::string(), Serdes::string()));
+    /// let clicks = builder.stream::<String, String>("clicks", Consumed::with(Serdes::string(), Serdes::string()));
+    /// impressions
+    ///     .join(
+    ///         &clicks,
+    ///         |ad, click| format!("{ad} clicked at {click}"),
+    ///         JoinWindows::of_time_difference_and_grace(Duration::from_secs(60), Duration::from_secs(10)),
+    ///         StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+    ///     )
+    ///     .to("clicked-impressions", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let (imp, clk) = (
+    ///     driver.create_input_topic("impressions", Serdes::string(), Serdes::string()),
+    ///     driver.create_input_topic("clicks", Serdes::string(), Serdes::string()),
+    /// );
+    /// let out = driver.create_output_topic("clicked-impressions", Serdes::string(), Serdes::string());
+    /// imp.pipe_input_at("u1".into(), "ad-7".into(), 1_000).unwrap();
+    /// clk.pipe_input_at("u1".into(), "t=30s".into(), 30_000).unwrap();
+    /// assert_eq!(out.read_key_value().unwrap(), Some(("u1".into(), "ad-7 clicked at t=30s".into())));
+    /// ```
+    pub fn join<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&V, &V2) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamJoiner<V, V2, VR> = Arc::new(move |a, b| match (a, b) {
+            (Some(a), Some(b)) => Some(joiner(a, b)),
+            _ => None,
+        });
+        join_streams(self, other, windows, JoinKind::Inner, joiner, joined)
+    }
+
+    /// Like [`join`](Self::join), and each record of this stream that found no partner by the
+    /// time its window closed yields `joiner(value, None)`, once, at that moment (never early).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// let payments = builder.stream::<String, i64>("payments", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// orders
+    ///     .left_join(
+    ///         &payments,
+    ///         |order, payment| format!("{order}: {}", payment.map_or("unpaid".into(), |p| format!("paid {p}"))),
+    ///         JoinWindows::of_time_difference_without_grace(Duration::from_secs(5)),
+    ///         StreamJoined::with(Serdes::string(), Serdes::i64(), Serdes::i64()),
+    ///     )
+    ///     .to("order-status", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::i64());
+    /// let out = driver.create_output_topic("order-status", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("o1".into(), 30, 0).unwrap();
+    /// assert!(out.is_empty(), "not before its window closes");
+    /// o.pipe_input_at("o2".into(), 50, 5_001).unwrap(); // stream time passes 0 + 5000
+    /// assert_eq!(out.read_key_value().unwrap(), Some(("o1".into(), "30: unpaid".into())));
+    /// ```
+    pub fn left_join<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(&V, Option<&V2>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamJoiner<V, V2, VR> = Arc::new(move |a, b| a.map(|a| joiner(a, b)));
+        join_streams(self, other, windows, JoinKind::Left, joiner, joined)
+    }
+
+    /// Like [`left_join`](Self::left_join), for records of either stream: an unmatched record of
+    /// `other` yields `joiner(None, other value)` when its window closes.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// use std::time::Duration;
+    /// let builder = StreamsBuilder::new();
+    /// let a = builder.stream::<String, String>("sensor-a", Consumed::with(Serdes::string(), Serdes::string()));
+    /// let b = builder.stream::<String, String>("sensor-b", Consumed::with(Serdes::string(), Serdes::string()));
+    /// a.outer_join(
+    ///     &b,
+    ///     |x, y| format!("{}|{}", x.map_or("-", |s| s.as_str()), y.map_or("-", |s| s.as_str())),
+    ///     JoinWindows::of_time_difference_without_grace(Duration::from_millis(100)),
+    ///     StreamJoined::with(Serdes::string(), Serdes::string(), Serdes::string()),
+    /// )
+    /// .to("readings", Produced::with(Serdes::string(), Serdes::string()));
+    /// builder.build().unwrap();
+    /// ```
+    pub fn outer_join<V2: Data, VR: Data>(
+        &self,
+        other: &KStream<K, V2>,
+        joiner: impl Fn(Option<&V>, Option<&V2>) -> VR + Send + Sync + 'static,
+        windows: JoinWindows,
+        joined: StreamJoined<K, V, V2>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamJoiner<V, V2, VR> = Arc::new(move |a, b| Some(joiner(a, b)));
+        join_streams(self, other, windows, JoinKind::Outer, joiner, joined)
+    }
+
+    /// Enriches each record with the row of `table` under its key: `joiner(value, row)`, with
+    /// the record's timestamp; records whose key is not in the table yield nothing. Table updates
+    /// yield nothing (see [the contract](crate::table_join)). Repartitions this stream first if
+    /// its key may have changed.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// let customers = builder.table::<String, String>(
+    ///     "customers",
+    ///     Consumed::with(Serdes::string(), Serdes::string()),
+    ///     Materialized::as_("customers"),
+    /// );
+    /// orders
+    ///     .join_table(&customers, |amount, name| format!("{name}: {amount}"), Joined::with(Serdes::string(), Serdes::i64()))
+    ///     .to("enriched", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let c = driver.create_input_topic("customers", Serdes::string(), Serdes::string());
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::i64());
+    /// let out = driver.create_output_topic("enriched", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("c1".into(), 10, 1).unwrap(); // no customer yet: nothing
+    /// c.pipe_input_at("c1".into(), "Ada".into(), 2).unwrap();
+    /// o.pipe_input_at("c1".into(), 25, 3).unwrap();
+    /// assert_eq!(out.read_values_to_list().unwrap(), vec!["Ada: 25".to_string()]);
+    /// ```
+    pub fn join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, &VT) -> VR + Send + Sync + 'static,
+        joined: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, t| t.map(|t| joiner(v, t)));
+        join_stream_table(self, table, false, joiner, joined)
+    }
+
+    /// Like [`join_table`](Self::join_table), and a record whose key is not in the table yields
+    /// `joiner(value, None)`.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let orders = builder.stream::<String, i64>("orders", Consumed::with(Serdes::string(), Serdes::i64()));
+    /// let customers = builder.table::<String, String>("customers", Consumed::with(Serdes::string(), Serdes::string()), Materialized::default());
+    /// orders
+    ///     .left_join_table(
+    ///         &customers,
+    ///         |amount, name| format!("{}: {amount}", name.map_or("unknown", |n| n.as_str())),
+    ///         Joined::default(),
+    ///     )
+    ///     .to("enriched", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::i64());
+    /// let out = driver.create_output_topic("enriched", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("c9".into(), 10, 1).unwrap();
+    /// assert_eq!(out.read_value().unwrap(), Some("unknown: 10".to_string()));
+    /// ```
+    pub fn left_join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&V, Option<&VT>) -> VR + Send + Sync + 'static,
+        joined: Joined<K, V>,
+    ) -> KStream<K, VR> {
+        let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, t| Some(joiner(v, t)));
+        join_stream_table(self, table, true, joiner, joined)
     }
 }
 

@@ -13,15 +13,17 @@ use state_stores::caching::EmitMode;
 use streams_core::processor::{Processor, ProcessorContext, ProcessorResult};
 use streams_core::record::Record;
 use streams_core::serde_slot::SerdeSlot;
-use streams_core::topology::{StoreKind, Stores};
+use streams_core::topology::{StoreDef, StoreKind, Stores};
 
 use crate::aggregate::Materializer;
 use crate::change::{Change, TimestampedSerde};
 use crate::graph::{Graph, NodeKind};
 use crate::grouped::KGroupedTable;
 use crate::map_filter::{KeyValueMapper, Predicate, ValueMapper};
-use crate::options::Grouped;
+use crate::options::{Grouped, Materialized};
 use crate::stream::{processor_add, KStream};
+use crate::stream_join::JoinKind;
+use crate::table_join::{join_tables, TableJoiner};
 use crate::Data;
 
 /// A table with keys of type `K` and values of type `V`.
@@ -343,6 +345,119 @@ impl<K: Data, V: Data> KTable<K, V> {
     }
 }
 
+/// Table-table joins; see [`crate::table_join`] for what they emit and when.
+impl<K: Data, V: Data> KTable<K, V> {
+    /// Joins this table with `other` on the key: a row wherever both have the key, its value
+    /// `joiner(this value, other value)`, updated as either side changes (with old values).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let c = || Consumed::with(Serdes::string(), Serdes::string());
+    /// let names = builder.table::<String, String>("names", c(), Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", c(), Materialized::default());
+    /// names
+    ///     .join(&emails, |n, e| format!("{n} <{e}>"), Materialized::with(Serdes::string(), Serdes::string()))
+    ///     .to_stream()
+    ///     .to("contacts", Produced::with(Serdes::string(), Serdes::option(Serdes::string())));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let (n, e) = (driver.create_input_topic("names", Serdes::string(), Serdes::string()),
+    ///               driver.create_input_topic("emails", Serdes::string(), Serdes::string()));
+    /// let out = driver.create_output_topic("contacts", Serdes::string(), Serdes::option(Serdes::string()));
+    /// n.pipe_input_at("u1".into(), "Ada".into(), 1).unwrap();
+    /// assert!(out.is_empty(), "no email yet");
+    /// e.pipe_input_at("u1".into(), "ada@example.com".into(), 2).unwrap();
+    /// assert_eq!(out.read_value().unwrap(), Some(Some("Ada <ada@example.com>".into())));
+    /// ```
+    pub fn join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, &VO) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |a, b| match (a, b) {
+            (Some(a), Some(b)) => Some(joiner(a, b)),
+            _ => None,
+        });
+        join_tables(self, other, JoinKind::Inner, joiner, materialized)
+    }
+
+    /// Like [`join`](Self::join), with a row for every row of this table: `joiner(value, None)`
+    /// while `other` lacks the key.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let c = || Consumed::with(Serdes::string(), Serdes::string());
+    /// let names = builder.table::<String, String>("names", c(), Materialized::default());
+    /// let emails = builder.table::<String, String>("emails", c(), Materialized::default());
+    /// let contacts = names.left_join(
+    ///     &emails,
+    ///     |n, e| format!("{n} <{}>", e.map_or("?", |e| e.as_str())),
+    ///     Materialized::as_("contacts"),
+    /// );
+    /// assert_eq!(contacts.queryable_store_name(), Some("contacts"));
+    /// ```
+    pub fn left_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(&V, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |a, b| a.map(|a| joiner(a, b)));
+        join_tables(self, other, JoinKind::Left, joiner, materialized)
+    }
+
+    /// Like [`join`](Self::join), with a row wherever either table has the key.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let c = || Consumed::with(Serdes::string(), Serdes::i64());
+    /// let a = builder.table::<String, i64>("stock-a", c(), Materialized::default());
+    /// let b = builder.table::<String, i64>("stock-b", c(), Materialized::default());
+    /// let total = a.outer_join(&b, |x, y| x.copied().unwrap_or(0) + y.copied().unwrap_or(0), Materialized::default());
+    /// total.to_stream().to("stock", Produced::with(Serdes::string(), Serdes::option(Serdes::i64())));
+    /// builder.build().unwrap();
+    /// ```
+    pub fn outer_join<VO: Data, VR: Data>(
+        &self,
+        other: &KTable<K, VO>,
+        joiner: impl Fn(Option<&V>, Option<&VO>) -> VR + Send + Sync + 'static,
+        materialized: Materialized<K, VR>,
+    ) -> KTable<K, VR> {
+        let joiner: TableJoiner<V, VO, VR> = Arc::new(move |a, b| Some(joiner(a, b)));
+        join_tables(self, other, JoinKind::Outer, joiner, materialized)
+    }
+}
+
+/// The key-value store of a materialized table: values with their timestamps.
+pub(crate) fn table_store_def<K: Data, V: Data>(
+    store: String,
+    keys: SerdeSlot<K>,
+    values: SerdeSlot<V>,
+    persistent: bool,
+    caching: bool,
+    logging: bool,
+) -> StoreDef {
+    let mut def = Stores::with_slots(
+        store,
+        StoreKind::KeyValue,
+        keys,
+        values.derive(|s| Arc::new(TimestampedSerde(s))),
+    );
+    if !persistent {
+        def = def.in_memory();
+    }
+    if caching {
+        def = def.with_caching().with_emit(EmitMode::NewAndOld);
+    }
+    if !logging {
+        def = def.without_logging();
+    }
+    def
+}
+
 /// Adds a materialized source table reading `topic`.
 pub(crate) fn source_table<K: Data, V: Data>(
     graph: &Rc<RefCell<Graph>>,
@@ -354,22 +469,14 @@ pub(crate) fn source_table<K: Data, V: Data>(
 ) -> KTable<K, V> {
     let mut g = graph.borrow_mut();
     let name = g.next_name("KTABLE-SOURCE-");
-    let mut def = Stores::with_slots(
+    g.add_store_deferred(table_store_def(
         store.clone(),
-        StoreKind::KeyValue,
         keys.clone(),
-        values.derive(|s| Arc::new(TimestampedSerde(s))),
-    );
-    if !materialized.persistent {
-        def = def.in_memory();
-    }
-    if materialized.caching {
-        def = def.with_caching().with_emit(EmitMode::NewAndOld);
-    }
-    if !materialized.logging {
-        def = def.without_logging();
-    }
-    g.add_store_deferred(def);
+        values.clone(),
+        materialized.persistent,
+        materialized.caching,
+        materialized.logging,
+    ));
     let (store_name, cached) = (store.clone(), materialized.caching);
     let kind = NodeKind::Stateful {
         add: processor_add::<K, Option<V>, K, Change<V>, TableSource<K, V>>(move || TableSource {

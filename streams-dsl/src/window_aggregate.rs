@@ -293,7 +293,7 @@ impl WindowClock {
         clock
     }
 
-    fn init<KO, VO>(&mut self, ctx: &ProcessorContext<'_, KO, VO>) -> ProcessorResult {
+    pub(crate) fn init<KO, VO>(&mut self, ctx: &ProcessorContext<'_, KO, VO>) -> ProcessorResult {
         let state: KeyValueStore<String, i64> = ctx.key_value_store(&self.store_name)?;
         self.last_close = state.get(&self.last_close_key)?.unwrap_or(i64::MIN);
         self.stream_time = state.get(&self.stream_time_key)?.unwrap_or(i64::MIN);
@@ -310,7 +310,7 @@ impl WindowClock {
 
     /// The stream time to judge lateness by: the task's (`task_stream_time`, this record
     /// included), but never below what this processor saw before a restart.
-    fn observe(&mut self, task_stream_time: i64) -> ProcessorResult<i64> {
+    pub(crate) fn observe(&mut self, task_stream_time: i64) -> ProcessorResult<i64> {
         if task_stream_time > self.stream_time {
             self.stream_time = task_stream_time;
             // A cached store: one changelog record per commit, in the commit's transaction.

@@ -266,6 +266,97 @@ impl SessionWindows {
     }
 }
 
+/// Join windows of a stream-stream join: a record of the left stream at `t` joins the records of
+/// the right stream with the same key whose timestamps lie in `[t - before, t + after]` (so a
+/// right record at `t` joins left records in `[t - after, t + before]`). Both are the time
+/// difference unless [`before`](Self::before) or [`after`](Self::after) set them apart.
+///
+/// The grace period is how long after a record's window ends (`t + after` for a left record,
+/// `t + before` for a right one) stream time may go before the window closes: a record whose
+/// window has closed when it arrives is late (dropped and counted), and an unmatched record of
+/// the outer side of a left or outer join is emitted with no partner exactly when its window
+/// closes.
+///
+/// ```
+/// use std::time::Duration;
+/// use streams_dsl::JoinWindows;
+///
+/// let five_minutes = JoinWindows::of_time_difference_and_grace(
+///     Duration::from_secs(300),
+///     Duration::from_secs(30),
+/// );
+/// assert_eq!((five_minutes.before_ms(), five_minutes.after_ms()), (300_000, 300_000));
+/// // Right records may only follow left ones, by up to a minute.
+/// let after_only = JoinWindows::of_time_difference_without_grace(Duration::from_secs(60))
+///     .before(Duration::ZERO);
+/// assert_eq!(after_only.size_ms(), 60_000);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindows {
+    before_ms: i64,
+    after_ms: i64,
+    grace_ms: i64,
+}
+
+impl JoinWindows {
+    /// Records join when at most `time_difference` apart; a window closes as soon as stream time
+    /// passes its end.
+    pub fn of_time_difference_without_grace(time_difference: Duration) -> Self {
+        Self::of_time_difference_and_grace(time_difference, Duration::ZERO)
+    }
+
+    /// Records join when at most `time_difference` apart; a window accepts records up to
+    /// `grace` after its end.
+    pub fn of_time_difference_and_grace(time_difference: Duration, grace: Duration) -> Self {
+        let d = millis(time_difference);
+        JoinWindows {
+            before_ms: d,
+            after_ms: d,
+            grace_ms: millis(grace),
+        }
+    }
+
+    /// How much earlier than a left record a right record may be.
+    pub fn before(mut self, time_difference: Duration) -> Self {
+        self.before_ms = millis(time_difference);
+        self
+    }
+
+    /// How much later than a left record a right record may be.
+    pub fn after(mut self, time_difference: Duration) -> Self {
+        self.after_ms = millis(time_difference);
+        self
+    }
+
+    /// See [`before`](Self::before), in milliseconds.
+    pub fn before_ms(&self) -> i64 {
+        self.before_ms
+    }
+
+    /// See [`after`](Self::after), in milliseconds.
+    pub fn after_ms(&self) -> i64 {
+        self.after_ms
+    }
+
+    /// The grace period in milliseconds.
+    pub fn grace_ms(&self) -> i64 {
+        self.grace_ms
+    }
+
+    /// The window's length, `before + after`.
+    pub fn size_ms(&self) -> i64 {
+        self.before_ms.saturating_add(self.after_ms)
+    }
+
+    /// How long a join store keeps a record after its timestamp: a record the other side could
+    /// still join arrives at most `before + after + grace` later in stream time.
+    pub(crate) fn retention_ms(&self) -> i64 {
+        self.size_ms()
+            .saturating_add(self.grace_ms)
+            .saturating_add(1)
+    }
+}
+
 fn split_tail<'a>(
     bytes: &'a [u8],
     tail: usize,

@@ -1,8 +1,10 @@
 //! Source topic checks and internal topic creation, done once before stream threads start.
 //!
 //! Every user source topic must exist. Each sub-topology runs as many tasks as its source topics
-//! have partitions, and those counts must agree (co-partitioning). A repartition topic gets the
-//! task count of the sub-topology that writes it (unless the topology asks for a number); a
+//! have partitions, and those counts must agree (co-partitioning); for the inputs of a join
+//! (`Topology::copartition_groups`) the error names the join and every input topic with its
+//! count. A repartition topic gets the partition count of the user topics it is joined with, else
+//! the task count of the sub-topology that writes it (unless the topology asks for a number); a
 //! changelog gets the task count of the sub-topology owning its store and is compacted (window and
 //! session changelogs are also deleted after their retention: `StoreDef::changelog_config`). Internal
 //! topics that exist already are kept if their partition count is right, which is what lets a
@@ -60,6 +62,60 @@ pub(crate) fn client_config(
     Ok(c)
 }
 
+/// The partition count of the user topics co-partitioned with the internal topic `name` (the
+/// largest, if they disagree: the co-partitioning check then reports them).
+fn copartitioned_count(
+    topology: &Topology,
+    app: &str,
+    name: &str,
+    known: &HashMap<String, i32>,
+) -> Option<i32> {
+    topology
+        .copartition_groups()
+        .iter()
+        .filter(|g| {
+            g.topics
+                .iter()
+                .any(|t| matches!(t, TopicName::Internal(n) if n == name))
+        })
+        .flat_map(|g| g.topics.iter())
+        .filter(|t| matches!(t, TopicName::External(_)))
+        .filter_map(|t| known.get(&t.full(app)).copied())
+        .max()
+}
+
+/// Reports the first join whose input topics have different partition counts, naming them all.
+fn check_copartitioning(
+    topology: &Topology,
+    app: &str,
+    known: &HashMap<String, i32>,
+) -> Result<()> {
+    for group in topology.copartition_groups() {
+        let counts: Vec<(String, i32)> = group
+            .topics
+            .iter()
+            .filter_map(|t| {
+                let full = t.full(app);
+                known.get(&full).map(|c| (full, *c))
+            })
+            .collect();
+        if counts.windows(2).any(|w| w[0].1 != w[1].1) {
+            let listed: Vec<String> = counts
+                .iter()
+                .map(|(t, c)| format!("`{t}` has {c}"))
+                .collect();
+            return Err(StreamsError::topology(
+                &group.what,
+                format!(
+                    "a join needs its input topics co-partitioned (the same number of partitions, keys partitioned alike), but {}; recreate a topic with the other's count, or repartition the stream side with `KStream::repartition` and `Repartitioned::with_partitions`",
+                    listed.join(", ")
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks source topics, computes partition counts, and creates missing internal topics (with
 /// the application's control topic when `control`; see `runtime::control`).
 pub(crate) fn prepare(
@@ -103,7 +159,11 @@ pub(crate) fn prepare(
                 if known.contains_key(&full) {
                     continue;
                 }
-                let count = partitions.or(tasks[*writer as usize]);
+                // In a join's input, as many partitions as the join's user topics (Kafka
+                // Streams' co-partitioning enforcement); else as the writer has tasks.
+                let count = partitions
+                    .or_else(|| copartitioned_count(topology, app, &internal.name, &known))
+                    .or(tasks[*writer as usize]);
                 if let Some(count) = count {
                     known.insert(full, count);
                     progress = true;
@@ -125,6 +185,7 @@ pub(crate) fn prepare(
             if let Some(counts) = counts {
                 let first = counts[0].1;
                 if let Some((topic, count)) = counts.iter().find(|(_, c)| *c != first) {
+                    check_copartitioning(topology, app, &known)?;
                     return Err(StreamsError::topology(
                         format!("sub-topology {}", sub.id()),
                         format!(

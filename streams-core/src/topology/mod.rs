@@ -115,6 +115,8 @@ pub struct TopologyBuilder {
     store_users: BTreeMap<String, BTreeSet<usize>>,
     /// Partition counts requested for repartition topics.
     repartition_partitions: BTreeMap<String, i32>,
+    /// Groups of processors whose inputs must be co-partitioned: `(what, processors)`.
+    copartition: Vec<(String, Vec<usize>)>,
 }
 
 impl std::fmt::Debug for TopologyBuilder {
@@ -454,6 +456,44 @@ impl TopologyBuilder {
         Ok(())
     }
 
+    /// Requires the source topics upstream of `processors` (the inputs of a join, named `what`
+    /// in errors) to have the same number of partitions, checked when the application starts.
+    /// Repartition topics among them get the partition count of the user topics among them.
+    pub fn copartition(&mut self, what: &str, processors: &[&str]) -> Result<&mut Self> {
+        let nodes = processors
+            .iter()
+            .map(|p| {
+                self.by_name.get(*p).copied().ok_or_else(|| {
+                    StreamsError::topology(what, format!("co-partitions unknown node `{p}`"))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.copartition.push((what.to_owned(), nodes));
+        Ok(self)
+    }
+
+    /// The source topics upstream of `nodes`, in the order found.
+    fn upstream_topics(&self, nodes: &[usize]) -> Vec<TopicName> {
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = nodes.to_vec();
+        let mut topics: Vec<TopicName> = Vec::new();
+        while let Some(n) = stack.pop() {
+            if std::mem::replace(&mut seen[n], true) {
+                continue;
+            }
+            let node = &self.nodes[n];
+            if let NodeKind::Source { topics: ts, .. } = &node.kind {
+                for t in ts {
+                    if !topics.contains(t) {
+                        topics.push(t.clone());
+                    }
+                }
+            }
+            stack.extend(node.parents.iter().rev());
+        }
+        topics
+    }
+
     /// Validates the whole graph and splits it into sub-topologies.
     pub fn build(self) -> Result<Topology> {
         if self.nodes.is_empty() {
@@ -612,11 +652,20 @@ impl TopologyBuilder {
             }
         }
 
+        let copartition_groups = self
+            .copartition
+            .iter()
+            .map(|(what, nodes)| CopartitionGroup {
+                what: what.clone(),
+                topics: self.upstream_topics(nodes),
+            })
+            .collect();
         Ok(Topology {
             nodes: self.nodes,
             stores: self.stores,
             subtopologies,
             internal_topics,
+            copartition_groups,
         })
     }
 }
@@ -687,12 +736,22 @@ pub struct InternalTopic {
     pub kind: InternalTopicKind,
 }
 
+/// Topics that must have the same number of partitions: the inputs of a join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopartitionGroup {
+    /// What needs them co-partitioned (a join's name).
+    pub what: String,
+    /// The topics.
+    pub topics: Vec<TopicName>,
+}
+
 /// A validated topology, ready to run in the test driver or on Kafka. Cheap to share (`Arc`).
 pub struct Topology {
     pub(crate) nodes: Vec<NodeDef>,
     pub(crate) stores: Vec<StoreDef>,
     pub(crate) subtopologies: Vec<SubTopology>,
     pub(crate) internal_topics: Vec<InternalTopic>,
+    pub(crate) copartition_groups: Vec<CopartitionGroup>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -705,6 +764,11 @@ impl Topology {
     /// The sub-topologies, numbered from 0.
     pub fn subtopologies(&self) -> &[SubTopology] {
         &self.subtopologies
+    }
+
+    /// Groups of topics that must be co-partitioned (join inputs).
+    pub fn copartition_groups(&self) -> &[CopartitionGroup] {
+        &self.copartition_groups
     }
 
     /// Internal (repartition and changelog) topics.

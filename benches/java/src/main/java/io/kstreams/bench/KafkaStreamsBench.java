@@ -16,6 +16,7 @@ import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.Grouped;
+import org.apache.kafka.streams.kstream.KTable;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
 import org.apache.kafka.streams.kstream.TimeWindows;
@@ -35,6 +36,8 @@ import org.apache.kafka.streams.processor.StateRestoreListener;
  *   <li>{@code windowed-tumbling}, {@code windowed-hopping}: records counted per key (value
  *       ignored; event time = record timestamp) in 60 s windows, tumbling or hopping by 10 s, no
  *       grace; every update through the cache, as {@code <key>@<window start>} -> 8-byte count.
+ *   <li>{@code stream-table-join}: each record left-joined with its key's row of the
+ *       {@code <input>-table} table, as {@code <value>|<row>} ({@code <value>|?} without a row).
  * </ul>
  *
  * <p>Runs until SIGTERM, then closes. Arguments: mode bootstrap input output application-id
@@ -98,6 +101,19 @@ public final class KafkaStreamsBench {
         return builder.build();
     }
 
+    /** Each record enriched with its row of the {@code <input>-table} table (a left join). */
+    static Topology streamTableJoin(String input, String output) {
+        StreamsBuilder builder = new StreamsBuilder();
+        KTable<String, String> table = builder.table(
+                input + "-table",
+                Consumed.with(Serdes.String(), Serdes.String()),
+                Materialized.as("customers"));
+        builder.stream(input, Consumed.with(Serdes.String(), Serdes.String()))
+                .leftJoin(table, (value, name) -> value + "|" + (name == null ? "?" : name))
+                .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        return builder.build();
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length != 10) {
             System.err.println("usage: mode bootstrap input output application-id threads guarantee commit-ms cache-bytes state-dir");
@@ -119,6 +135,7 @@ public final class KafkaStreamsBench {
             case "stateless" -> stateless(args[2], args[3]);
             case "windowed-tumbling" -> windowedCount(args[2], args[3], Duration.ofSeconds(60));
             case "windowed-hopping" -> windowedCount(args[2], args[3], Duration.ofSeconds(10));
+            case "stream-table-join" -> streamTableJoin(args[2], args[3]);
             default -> throw new IllegalArgumentException("unknown mode " + mode);
         };
         KafkaStreams streams = new KafkaStreams(topology, props);
