@@ -396,9 +396,9 @@ fn wait_until_done(
         if streams.state() != State::Running {
             continue;
         }
-        let caught_up = support::group_caught_up(
+        let caught_up = support::instance_caught_up(
             kafka.bootstrap_servers(),
-            &args.application_id,
+            &streams.committed_offsets(),
             &topics,
             args.partitions,
         )?;

@@ -8,6 +8,7 @@
 # KSTREAMS_BENCH_RECORDS (map/filter input records, 4000000), KSTREAMS_BENCH_RESTORE_KEYS
 # (1000000), KSTREAMS_BENCH_REPS (3), KSTREAMS_BENCH_THREADS (2), KSTREAMS_BENCH_PARTITIONS (4),
 # KSTREAMS_BENCH_ONLY (run only cases whose name contains this), KAFKA_PORT (39392),
+# KAFKA_STREAMS_VERSION (the Java peer, 4.4.0), KAFKA_VERSION (the broker, 4.2.1),
 # KSTREAMS_BENCH_SET (extra kstreams settings, `key=value;key=value`, for tuning studies only).
 set -euo pipefail
 
@@ -28,8 +29,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 kafka_version=${KAFKA_VERSION:-4.2.1}
-echo "== building the Kafka Streams $kafka_version cases (Maven)"
-mvn -B -q -f benches/java/pom.xml -Dkafka.version="$kafka_version" package -DskipTests
+# The peer is the newest Kafka Streams on Maven Central; the broker stays at the version whose
+# system-test jar is served (scripts/kafka.sh), which a 4.x client talks to unchanged.
+streams_version=${KAFKA_STREAMS_VERSION:-4.4.0}
+echo "== building the Kafka Streams $streams_version cases (Maven)"
+mvn -B -q -f benches/java/pom.xml -Dkafka.version="$streams_version" package -DskipTests
 java_cp="$repo/benches/java/target/classes:$repo/benches/java/target/lib/*"
 
 echo "== building kstreams (release)"
@@ -49,4 +53,5 @@ echo "== running"
 KSTREAMS_BENCH_BOOTSTRAP="127.0.0.1:$KAFKA_PORT" \
 KSTREAMS_BENCH_JAVA_CP="$java_cp" \
 KSTREAMS_BENCH_KAFKA_VERSION="$kafka_version" \
+KSTREAMS_BENCH_STREAMS_VERSION="$streams_version" \
     cargo bench --bench compare

@@ -83,6 +83,17 @@ fn embedded_run_prints_the_windows_and_checks_them_against_the_input() {
     );
 }
 
+/// The embedded broker keeps no transactional offset commits: the run must still see its input
+/// processed and committed, and end with every final count once.
+#[test]
+fn embedded_run_under_exactly_once_v2_checks_out() {
+    let stdout = run_embedded(&["--processing-guarantee", "exactly_once_v2"]);
+    assert!(
+        stdout.contains("checked: every window's final count, once"),
+        "{stdout}"
+    );
+}
+
 #[test]
 fn a_bad_advance_is_refused() {
     let out = Command::new(example())

@@ -41,6 +41,17 @@ fn oracle(text: &[u8]) -> HashMap<String, i64> {
 
 #[test]
 fn embedded_run_prints_the_top_words_and_skips_unreadable_lines() {
+    embedded_run("at_least_once");
+}
+
+/// The embedded broker keeps no transactional offset commits: the run must still see its input
+/// processed and committed, and end.
+#[test]
+fn embedded_run_under_exactly_once_v2_finishes_with_the_same_counts() {
+    embedded_run("exactly_once_v2");
+}
+
+fn embedded_run(guarantee: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let input = dir.path().join("input.txt");
     let mut text =
@@ -55,6 +66,8 @@ fn embedded_run_prints_the_top_words_and_skips_unreadable_lines() {
             "3",
             "--partitions",
             "2",
+            "--processing-guarantee",
+            guarantee,
         ])
         .args([
             "--state-dir",

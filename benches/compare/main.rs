@@ -30,6 +30,7 @@ struct Settings {
     bootstrap: String,
     java_cp: String,
     kafka_version: String,
+    streams_version: String,
     lines: u64,
     records: u64,
     events: u64,
@@ -64,6 +65,8 @@ impl Settings {
             java_cp: std::env::var("KSTREAMS_BENCH_JAVA_CP").unwrap_or_default(),
             kafka_version: std::env::var("KSTREAMS_BENCH_KAFKA_VERSION")
                 .unwrap_or_else(|_| "4.2.1".into()),
+            streams_version: std::env::var("KSTREAMS_BENCH_STREAMS_VERSION")
+                .unwrap_or_else(|_| "4.4.0".into()),
             lines: env_or("KSTREAMS_BENCH_LINES", 1_000_000),
             records: env_or("KSTREAMS_BENCH_RECORDS", 4_000_000),
             events: env_or("KSTREAMS_BENCH_EVENTS", 4_000_000),
@@ -722,7 +725,7 @@ fn header(s: &Settings, words: u64) -> String {
          - machine: {model}, {cores} cores, {mem:.1} GiB RAM, Linux {kernel}; broker and application share it\n\
          - broker: Apache Kafka {kafka} (single node, KRaft), from scripts/kafka.sh\n\
          - kstreams {version}: {rustc}; rdkafka-sys {rdkafka} (bundled librdkafka), librocksdb-sys {rocksdb}\n\
-         - Kafka Streams {kafka}: {java}; JVM defaults (no heap flags)\n\
+         - Kafka Streams {streams}: {java}; JVM defaults (no heap flags)\n\
          - settings for both: {partitions} partitions, {threads} stream threads, commit.interval.ms {commit} ({eos} under exactly_once_v2), statestore.cache.max.bytes {cache}, empty state, fresh group\n\
          - input: word count {lines} lines ({words} words); map/filter {records} records (16-byte keys, 100-byte values, 5% filtered); windowed counts {events} events (10 000 keys, 1 ms of event time apart; 60 s windows, hopping by 10 s; every update through the cache); restore {keys} keys\n\
          - repetitions: {reps} per case\n",
@@ -730,6 +733,7 @@ fn header(s: &Settings, words: u64) -> String {
         mem = mem_kb as f64 / (1024.0 * 1024.0),
         kernel = command_output("uname", &["-r"]),
         kafka = s.kafka_version,
+        streams = s.streams_version,
         version = env!("CARGO_PKG_VERSION"),
         rustc = command_output("rustc", &["-V"]),
         rdkafka = lock_version("rdkafka-sys"),

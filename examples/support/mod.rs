@@ -338,20 +338,58 @@ pub fn group_caught_up(
     }
     let committed = probe.committed_offsets(tpl, Duration::from_secs(10))?;
     for e in committed.elements() {
-        let (_, high) =
-            probe.fetch_watermarks(e.topic(), e.partition(), Duration::from_secs(10))?;
-        let caught_up = match e.offset() {
-            Offset::Offset(o) if o >= high => true,
-            Offset::Offset(o) => {
-                high - o <= 64 && !readable_between(bootstrap, e.topic(), e.partition(), o, high)?
-            }
-            _ => high == 0,
+        let offset = match e.offset() {
+            Offset::Offset(o) => Some(o),
+            _ => None,
         };
-        if !caught_up {
+        if !partition_caught_up(&probe, bootstrap, e.topic(), e.partition(), offset)? {
             return Ok(false);
         }
     }
     Ok(true)
+}
+
+/// Like [`group_caught_up`], from the offsets an instance reports it committed
+/// ([`KafkaStreams::committed_offsets`](kstreams::KafkaStreams::committed_offsets)) rather than
+/// the group's: the embedded broker does not keep transactional offset commits.
+pub fn instance_caught_up(
+    bootstrap: &str,
+    committed: &std::collections::BTreeMap<(String, i32), i64>,
+    topics: &[String],
+    partitions: i32,
+) -> rdkafka::error::KafkaResult<bool> {
+    use rdkafka::consumer::BaseConsumer;
+    use rdkafka::ClientConfig;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()?;
+    for t in topics {
+        for p in 0..partitions {
+            let offset = committed.get(&(t.clone(), p)).copied();
+            if !partition_caught_up(&probe, bootstrap, t, p, offset)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Whether a committed `offset` (none: nothing committed) covers every readable record of
+/// `topic`-`partition`.
+fn partition_caught_up(
+    probe: &rdkafka::consumer::BaseConsumer,
+    bootstrap: &str,
+    topic: &str,
+    partition: i32,
+    offset: Option<i64>,
+) -> rdkafka::error::KafkaResult<bool> {
+    use rdkafka::consumer::Consumer;
+    let (_, high) = probe.fetch_watermarks(topic, partition, std::time::Duration::from_secs(10))?;
+    Ok(match offset {
+        Some(o) if o >= high => true,
+        Some(o) => high - o <= 64 && !readable_between(bootstrap, topic, partition, o, high)?,
+        None => high == 0,
+    })
 }
 
 /// Whether `topic`-`partition` holds a committed record in `[from, to)`.

@@ -6,6 +6,7 @@
 //! answer replaces the thread, stops this instance (the default, ending in
 //! [`State::Error`]), or stops every instance of the application.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::thread::JoinHandle;
@@ -27,7 +28,7 @@ use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 use crate::runtime::control;
 use crate::runtime::state::{State, StateCell, StateListener};
-use crate::runtime::thread::{self, ThreadMetrics, ThreadSetup};
+use crate::runtime::thread::{self, SharedCommitted, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
 use crate::topology::Topology;
 
@@ -38,6 +39,8 @@ struct Inner {
     threads: Mutex<Vec<JoinHandle<()>>>,
     shutdown: Arc<AtomicBool>,
     metrics: Mutex<Vec<Arc<Mutex<ThreadMetrics>>>>,
+    /// Per stream thread: the input offsets it last committed.
+    committed: Mutex<Vec<SharedCommitted>>,
     /// Group membership changes by this instance's threads; see `handoff`.
     membership_changes: Arc<std::sync::atomic::AtomicU64>,
     handler: Mutex<Option<UncaughtExceptionHandler>>,
@@ -133,6 +136,7 @@ impl KafkaStreams {
                 threads: Mutex::new(Vec::new()),
                 shutdown: Arc::new(AtomicBool::new(false)),
                 metrics: Mutex::new(Vec::new()),
+                committed: Mutex::new(Vec::new()),
                 membership_changes: Arc::default(),
                 handler: Mutex::new(None),
                 running: Mutex::new(None),
@@ -227,6 +231,33 @@ impl KafkaStreams {
         }
     }
 
+    /// The input offsets the stream threads of this instance last committed (the next offset
+    /// each will read), by topic and partition, for the partitions they own now; what Kafka
+    /// Streams reports as the tasks' `committedOffsets()`. Repartition topics carry their full
+    /// names (`<application.id>-<name>-repartition`).
+    ///
+    /// Compared with the partitions' end offsets it tells whether the instance has processed
+    /// and committed its input; unlike the consumer group's committed offsets it is also
+    /// known on a broker that does not store transactional offset commits (the embedded one).
+    pub fn committed_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        let threads = self
+            .inner
+            .committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let mut all = BTreeMap::new();
+        for t in threads {
+            all.extend(
+                t.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v)),
+            );
+        }
+        all
+    }
+
     /// Checks that the source topics exist, creates internal topics, and starts the stream
     /// threads. The instance is Rebalancing until every thread runs its tasks. Blocks while it
     /// talks to the brokers (seconds at most).
@@ -263,6 +294,9 @@ impl KafkaStreams {
         });
         *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
             .map(|_| Arc::new(Mutex::new(ThreadMetrics::default())))
+            .collect();
+        *inner.committed.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
+            .map(|_| Arc::new(Mutex::new(BTreeMap::new())))
             .collect();
         inner.state.set_threads(threads);
         inner.state.transition(State::Rebalancing);
@@ -586,6 +620,13 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         .get(index)
         .cloned()
         .unwrap_or_default();
+    let committed = inner
+        .committed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(index)
+        .cloned()
+        .unwrap_or_default();
     Ok(ThreadSetup {
         index,
         name,
@@ -601,6 +642,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         state: inner.state.clone(),
         shutdown: inner.shutdown.clone(),
         metrics,
+        committed,
         membership_changes: inner.membership_changes.clone(),
     })
 }

@@ -190,8 +190,15 @@ impl ThreadCore {
                 task.commit_stores(&self.next_offsets(task, ends))?;
             }
         }
-        for (tp, offset) in done.offsets {
-            self.rewind_to.insert(tp, offset);
+        {
+            let mut shared = self
+                .shared_committed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for (tp, offset) in done.offsets {
+                shared.insert(tp.clone(), offset);
+                self.rewind_to.insert(tp, offset);
+            }
         }
         self.failing_since = None;
         self.recoveries_in_a_row = 0;

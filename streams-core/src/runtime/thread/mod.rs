@@ -63,6 +63,10 @@ const MAX_HELD: usize = 100_000;
 /// How long the loop polls while a commit is in flight, so it notices the answer promptly.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 
+/// The input offsets a thread last committed, by topic and partition, shared with
+/// [`KafkaStreams::committed_offsets`](crate::KafkaStreams::committed_offsets).
+pub(crate) type SharedCommitted = Arc<Mutex<BTreeMap<(String, i32), i64>>>;
+
 /// Counters of one stream thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ThreadMetrics {
@@ -136,6 +140,8 @@ pub(crate) struct ThreadCore {
     state: Arc<StateCell>,
     metrics: ThreadMetrics,
     shared_metrics: Arc<Mutex<ThreadMetrics>>,
+    /// What [`KafkaStreams::committed_offsets`](crate::KafkaStreams::committed_offsets) reads.
+    shared_committed: SharedCommitted,
     received_assignment: bool,
     rebalance_started: Option<Instant>,
     handoffs: Handoffs,
@@ -368,6 +374,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) state: Arc<StateCell>,
     pub(crate) shutdown: Arc<AtomicBool>,
     pub(crate) metrics: Arc<Mutex<ThreadMetrics>>,
+    /// The input offsets this thread last committed, for the partitions it owns.
+    pub(crate) committed: SharedCommitted,
     /// Group membership changes by any thread of the instance; see `handoff`.
     pub(crate) membership_changes: Arc<AtomicU64>,
 }
@@ -439,6 +447,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             ..*setup.metrics.lock().unwrap_or_else(|p| p.into_inner())
         },
         shared_metrics: setup.metrics.clone(),
+        shared_committed: setup.committed.clone(),
         received_assignment: false,
         rebalance_started: None,
         started: Instant::now(),

@@ -210,12 +210,18 @@ impl ThreadCore {
                 }
             }
         }
+        let mut shared = self
+            .shared_committed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         for p in parts {
+            shared.remove(p);
             self.assigned.remove(p);
             self.paused.remove(p);
             self.parked.remove(p);
             self.rewind_to.remove(p);
         }
+        drop(shared);
         if !lost && !parts.is_empty() {
             self.handoffs.changed();
         }
