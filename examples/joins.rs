@@ -429,7 +429,8 @@ fn run_embedded(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Waits until the application has committed everything in `topics`.
+/// Waits until the application has committed everything in `topics` (by the offsets it reports:
+/// the embedded broker keeps no transactional offset commits).
 fn wait_until_done(
     streams: &KafkaStreams,
     kafka: &EmbeddedKafka,
@@ -450,9 +451,9 @@ fn wait_until_done(
         if streams.state() != State::Running {
             continue;
         }
-        let caught_up = support::group_caught_up(
+        let caught_up = support::instance_caught_up(
             kafka.bootstrap_servers(),
-            &args.application_id,
+            &streams.committed_offsets(),
             &topics,
             args.partitions,
         )?;
