@@ -16,10 +16,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::eos::{verify, EosTopics, Generator, Instance, PARTITIONS};
+use support::eos::{verify, EosTopics, Generator, PARTITIONS};
+use support::system::{
+    chaos, delete_leftovers, dump, kafka_driver, kafka_tests_classpath, wait_for_exit, Instance,
+};
 use support::wordcount::wait_caught_up;
 use support::{real_kafka, unique, Cluster, RealKafka};
 
@@ -48,48 +51,9 @@ fn client_args(kafka: &RealKafka, app: &str, prefix: &str) -> Vec<String> {
     .collect()
 }
 
-/// What a chaos schedule did.
-#[derive(Debug, Default)]
-struct Chaos {
-    kills: u32,
-    wipes: u32,
-    graceful: u32,
-}
-
-/// Runs `instances` while input flows for `seconds`: every `every`, one instance (in turn) is
-/// killed with SIGKILL (every third time its state directory is deleted too) and started again
-/// a moment later; every fourth time it is stopped gracefully instead.
-fn chaos(instances: &mut [Instance], seconds: u64, every: Duration) -> Chaos {
-    let mut done = Chaos::default();
-    let until = Instant::now() + Duration::from_secs(seconds);
-    let mut turn = 0usize;
-    while Instant::now() + every < until {
-        std::thread::sleep(every);
-        let victim = &mut instances[turn % instances.len()];
-        turn += 1;
-        if turn.is_multiple_of(4) {
-            victim.stop();
-            done.graceful += 1;
-        } else {
-            victim.kill();
-            done.kills += 1;
-            if turn.is_multiple_of(3) {
-                let _ = std::fs::remove_dir_all(&victim.state_dir);
-                done.wipes += 1;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        victim.start();
-    }
-    done
-}
-
-fn dump(instances: &[Instance]) -> String {
-    instances
-        .iter()
-        .map(|i| i.tail(30))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// `java ... StreamsEosTest <props> <command>`.
+fn streams_eos_test(classpath: &str, props: &Path, command: &str) -> Command {
+    kafka_driver(classpath, "StreamsEosTest", props, command)
 }
 
 #[test]
@@ -158,87 +122,6 @@ fn exactly_once_survives_kill_9_and_lost_state() {
         report.problems,
         dump(&instances)
     );
-}
-
-/// The Java classpath of Kafka Streams' system-test drivers.
-fn kafka_tests_classpath() -> String {
-    if let Ok(cp) = std::env::var("KSTREAMS_KAFKA_TESTS_CP") {
-        return cp;
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka.sh");
-    let out = Command::new(script)
-        .arg("tests-classpath")
-        .output()
-        .expect("scripts/kafka.sh tests-classpath");
-    assert!(out.status.success(), "fetching Kafka's test jars failed");
-    String::from_utf8(out.stdout)
-        .expect("utf-8")
-        .trim()
-        .to_owned()
-}
-
-/// `java ... StreamsEosTest <props> <command>`.
-fn streams_eos_test(classpath: &str, props: &Path, command: &str) -> Command {
-    let mut c = Command::new("java");
-    c.args(["-Xmx256m", "-cp", classpath])
-        .arg("org.apache.kafka.streams.tests.StreamsEosTest")
-        .arg(props)
-        .arg(command);
-    c
-}
-
-/// Deletes what an earlier run against the same broker left: Kafka's driver has fixed names,
-/// so its topics, the application's internal topics and its group go.
-fn delete_leftovers(kafka: &RealKafka, topics: &[String], app: &str) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    use rdkafka::client::DefaultClientContext;
-    use rdkafka::consumer::Consumer;
-    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .create()
-        .expect("admin");
-    let consumer: rdkafka::consumer::BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap())
-        .create()
-        .expect("metadata");
-    let internal = format!("{app}-");
-    let ours = |name: &str| topics.iter().any(|n| n == name) || name.starts_with(&internal);
-    let existing: Vec<String> = consumer
-        .fetch_metadata(None, Duration::from_secs(10))
-        .expect("metadata")
-        .topics()
-        .iter()
-        .map(|t| t.name().to_owned())
-        .filter(|n| ours(n))
-        .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-    if !existing.is_empty() {
-        let names: Vec<&str> = existing.iter().map(String::as_str).collect();
-        let _ = futures::executor::block_on(admin.delete_topics(&names, &opts));
-    }
-    let _ = futures::executor::block_on(admin.delete_groups(&[app], &opts));
-    // Deletion is asynchronous: wait until the names are free.
-    support::eventually(Duration::from_secs(60), "leftover topics to go", || {
-        std::thread::sleep(Duration::from_millis(200));
-        consumer
-            .fetch_metadata(None, Duration::from_secs(10))
-            .map(|md| !md.topics().iter().any(|t| ours(t.name())))
-            .unwrap_or(false)
-    });
-}
-
-fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("process did not exit within {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -24,6 +24,7 @@
 //! |---|---|---|
 //! | `application.id` | (required) | consumer group id, prefix of internal topics, state directory name |
 //! | `bootstrap.servers` | (required to run on Kafka) | brokers |
+//! | `client.id` | the `application.id` | prefix of the clients' ids (`<client.id>-StreamThread-<n>-consumer`, ...) |
 //! | `num.stream.threads` | 1 | stream threads (each one consumer, one producer) |
 //! | `state.dir` | `<tmp>/kstreams` | root of local state |
 //! | `commit.interval.ms` | 30000 (100 under exactly-once) | how often tasks commit |
@@ -58,6 +59,8 @@ use crate::timestamps::{DefaultSource, RawTimestampExtractor, TimestampSettings}
 
 /// `application.id`
 pub const APPLICATION_ID: &str = "application.id";
+/// `client.id`
+pub const CLIENT_ID: &str = "client.id";
 /// `bootstrap.servers`
 pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 /// `num.stream.threads`
@@ -135,6 +138,7 @@ pub const DEFAULT_TIMESTAMP_EXTRACTOR: &str = crate::timestamps::DEFAULT_TIMESTA
 
 const KNOWN: &[&str] = &[
     APPLICATION_ID,
+    CLIENT_ID,
     BOOTSTRAP_SERVERS,
     NUM_STREAM_THREADS,
     STATE_DIR,
@@ -409,6 +413,11 @@ impl StreamsConfig {
             timestamps,
             processing,
             embedded: self.embedded.clone(),
+            client_id: self
+                .get(CLIENT_ID)
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or(&application_id)
+                .to_owned(),
             application_id,
         };
         if resolved.replication_factor == 0 {
@@ -489,6 +498,8 @@ impl StreamsConfig {
 pub struct ResolvedConfig {
     /// `application.id`.
     pub application_id: String,
+    /// `client.id`: the prefix of the clients' ids.
+    pub client_id: String,
     /// `bootstrap.servers`.
     pub bootstrap_servers: Option<String>,
     /// `num.stream.threads`.
@@ -582,6 +593,19 @@ mod tests {
         );
         assert!(err(StreamsConfig::new("app").set("linger.ms", "5")).contains("`linger.ms`"));
         assert!(err(StreamsConfig::new("bad/app")).contains("`application.id`"));
+    }
+
+    #[test]
+    fn client_id_prefixes_the_clients_and_defaults_to_the_application_id() {
+        let named = StreamsConfig::new("app")
+            .set("client.id", "SmokeTest-p1")
+            .validate()
+            .unwrap();
+        assert_eq!(named.client_id, "SmokeTest-p1");
+        assert_eq!(
+            StreamsConfig::new("app").validate().unwrap().client_id,
+            "app"
+        );
     }
 
     #[test]

@@ -6,11 +6,8 @@
 //! transaction is left open.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -59,23 +56,6 @@ impl EosTopics {
         }
         names
     }
-}
-
-/// `target/<profile>/examples/eos_test_client`, which `cargo test` builds with the tests.
-pub fn client_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let path = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>")
-        .join("examples")
-        .join("eos_test_client");
-    assert!(
-        path.exists(),
-        "{} is missing; `cargo test` builds it",
-        path.display()
-    );
-    path
 }
 
 /// Produces `key -> value` records (keys `0..keys` as strings, values 4-byte big-endian ints
@@ -148,133 +128,6 @@ impl Generator {
             .expect("running")
             .join()
             .expect("generator thread")
-    }
-}
-
-/// One `eos_test_client` process and its state directory.
-pub struct Instance {
-    pub name: String,
-    pub state_dir: PathBuf,
-    args: Vec<String>,
-    child: Option<Child>,
-    /// Lines it printed, for diagnosis and for waiting on them.
-    pub output: Arc<Mutex<Vec<String>>>,
-    pub starts: u32,
-}
-
-impl Instance {
-    pub fn new(name: &str, state_root: &Path, args: Vec<String>) -> Instance {
-        Instance {
-            name: name.to_owned(),
-            state_dir: state_root.join(name),
-            args,
-            child: None,
-            output: Arc::default(),
-            starts: 0,
-        }
-    }
-
-    pub fn start(&mut self) {
-        assert!(self.child.is_none(), "{} runs already", self.name);
-        let mut child = Command::new(client_binary())
-            .args(&self.args)
-            .args(["--state-dir", self.state_dir.to_str().expect("utf-8 path")])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start eos_test_client");
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let (out, name, run) = (self.output.clone(), self.name.clone(), self.starts);
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    out.lock()
-                        .expect("output")
-                        .push(format!("[{name}#{run}] {line}"));
-                }
-            });
-        }
-        self.starts += 1;
-        self.child = Some(child);
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
-    }
-
-    /// SIGKILL: no shutdown at all.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, then waits for a graceful exit; panics if it fails or takes too long.
-    pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!(
-                    "{} did not stop within 120 s:\n{}",
-                    self.name,
-                    self.tail(40)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(
-            status.success(),
-            "{} exited with {status:?}:\n{}",
-            self.name,
-            self.tail(40)
-        );
-    }
-
-    /// The last `n` lines it printed.
-    pub fn tail(&self, n: usize) -> String {
-        let out = self.output.lock().expect("output");
-        out[out.len().saturating_sub(n)..].join("\n")
-    }
-
-    /// Lines printed so far that contain `text`.
-    pub fn count(&self, text: &str) -> usize {
-        self.output
-            .lock()
-            .expect("output")
-            .iter()
-            .filter(|l| l.contains(text))
-            .count()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

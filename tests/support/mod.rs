@@ -3,6 +3,7 @@
 
 pub mod eos;
 pub mod semantics;
+pub mod system;
 pub mod windowing;
 pub mod wordcount;
 

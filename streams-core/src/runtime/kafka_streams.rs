@@ -527,7 +527,7 @@ fn thread_failed(inner: &Arc<Inner>, index: usize, error: StreamsError) -> bool 
 fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
     let c = &inner.config;
     let app = &c.application_id;
-    let name = format!("{app}-StreamThread-{}", index + 1);
+    let name = format!("{}-StreamThread-{}", c.client_id, index + 1);
     let exactly_once = c.guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let none = std::collections::BTreeMap::new();
     let (state_dir, rocksdb, process) = {
