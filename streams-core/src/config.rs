@@ -38,6 +38,7 @@
 //! | `default.production.exception.handler` | `fail` | or `continue` |
 //! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
 //! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
+//! | `application.server` | (none) | `host:port` where this instance serves interactive queries; advertised to the other instances (see [`KafkaStreams::query_metadata_for_key`](crate::KafkaStreams::query_metadata_for_key)) |
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -58,6 +59,8 @@ use crate::timestamps::{DefaultSource, RawTimestampExtractor, TimestampSettings}
 
 /// `application.id`
 pub const APPLICATION_ID: &str = "application.id";
+/// `application.server`
+pub const APPLICATION_SERVER: &str = "application.server";
 /// `bootstrap.servers`
 pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 /// `num.stream.threads`
@@ -150,6 +153,7 @@ const KNOWN: &[&str] = &[
     PRODUCTION_HANDLER,
     DEFAULT_TIMESTAMP_EXTRACTOR,
     PROCESSING_HANDLER,
+    APPLICATION_SERVER,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -408,6 +412,14 @@ impl StreamsConfig {
             production,
             timestamps,
             processing,
+            application_server: self
+                .get(APPLICATION_SERVER)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    crate::runtime::metadata::HostInfo::parse(v)
+                        .map_err(|reason| StreamsError::config(APPLICATION_SERVER, reason))
+                })
+                .transpose()?,
             embedded: self.embedded.clone(),
             application_id,
         };
@@ -527,6 +539,8 @@ pub struct ResolvedConfig {
     pub timestamps: TimestampSettings,
     /// The processing handler.
     pub processing: SharedProcessingHandler,
+    /// `application.server`: where this instance answers interactive queries.
+    pub application_server: Option<crate::runtime::metadata::HostInfo>,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 
