@@ -92,7 +92,7 @@ async fn count(
     let word = word.to_lowercase();
     if support::words(&word) != [word.clone()] {
         // Not a word the topology would ever count (and not safe to put in a path as is).
-        return http::Lookup::<i64>::Missing.into_response();
+        return http::Lookup::<i64>::Missing.into_response(service.streams.application_server());
     }
     let path = format!("/count/{word}");
     // A KTable's store holds each count with the timestamp of its last update.
@@ -107,7 +107,7 @@ async fn count(
     )
     .await
     .map(|count| count.value)
-    .into_response()
+    .into_response(service.streams.application_server())
 }
 
 fn main() -> std::process::ExitCode {

@@ -3,7 +3,7 @@
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -37,6 +37,11 @@ fn free_port() -> SocketAddr {
 
 /// `GET path` on `addr`: the status and body, or `None` if nothing answers.
 fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    get_full(addr, path).map(|(status, _, body)| (status, body))
+}
+
+/// `GET path` on `addr`: the status, the instance whose store answered, and the body.
+fn get_full(addr: SocketAddr, path: &str) -> Option<(u16, Option<String>, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -49,8 +54,13 @@ fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut raw = String::new();
     stream.read_to_string(&mut raw).ok()?;
     let status = raw.split_whitespace().nth(1)?.parse().ok()?;
-    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
+    let (head, body) = raw.split_once("\r\n\r\n")?;
+    let served_by = head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-kstreams-served-by"))
+            .map(|(_, v)| v.trim().to_owned())
+    });
+    Some((status, served_by, body.to_owned()))
 }
 
 struct Instance {
@@ -109,15 +119,25 @@ impl Drop for Instance {
 }
 
 /// Asks every instance for every word until all answer right; a wrong answer other than
-/// "not yet" (503, or a count the input has not reached) fails.
-fn all_answer(instances: &[&Instance], want: &HashMap<String, i64>, what: &str) {
+/// "not yet" (503, or a count the input has not reached) fails. Returns, per instance asked,
+/// which instances' stores answered.
+fn all_answer(
+    instances: &[&Instance],
+    want: &HashMap<String, i64>,
+    what: &str,
+) -> HashMap<SocketAddr, BTreeSet<String>> {
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {
         let mut pending = Vec::new();
+        let mut served: HashMap<SocketAddr, BTreeSet<String>> = HashMap::new();
         for instance in instances {
             for (word, count) in want {
-                match get(instance.addr, &format!("/count/{word}")) {
-                    Some((200, body)) => {
+                match get_full(instance.addr, &format!("/count/{word}")) {
+                    Some((200, by, body)) => {
+                        served
+                            .entry(instance.addr)
+                            .or_default()
+                            .insert(by.unwrap_or_default());
                         let got: i64 = body.trim().parse().expect("a decimal count");
                         assert!(
                             got <= *count,
@@ -133,7 +153,7 @@ fn all_answer(instances: &[&Instance], want: &HashMap<String, i64>, what: &str) 
             }
         }
         if pending.is_empty() {
-            return;
+            return served;
         }
         assert!(
             Instant::now() < deadline,
@@ -176,7 +196,11 @@ fn instances_answer_for_each_other_while_one_joins_and_one_leaves() {
     let b = Instance::start(&kafka, &input, &app, dir.path(), "b");
     wait_healthy(&a);
     wait_healthy(&b);
-    all_answer(&[&a, &b], &want, "two instances");
+    let served = all_answer(&[&a, &b], &want, "two instances");
+    // Each asked the other for some words: both stores answered through each instance.
+    let both: BTreeSet<String> = [a.addr.to_string(), b.addr.to_string()].into();
+    assert_eq!(served[&a.addr], both, "answers through {}", a.addr);
+    assert_eq!(served[&b.addr], both, "answers through {}", b.addr);
     assert_eq!(
         get(a.addr, "/count/never0seen0word").map(|r| r.0),
         Some(404)
@@ -201,11 +225,20 @@ fn instances_answer_for_each_other_while_one_joins_and_one_leaves() {
     // A third joins: partitions move; every instance still answers every word.
     let c = Instance::start(&kafka, &input, &app, dir.path(), "c");
     wait_healthy(&c);
-    all_answer(&[&a, &b, &c], &want, "after a third joined");
+    let served = all_answer(&[&a, &b, &c], &want, "after a third joined");
+    assert!(
+        served[&a.addr].contains(&c.addr.to_string()),
+        "the third instance owns some words: {served:?}"
+    );
 
     // One leaves: the other two take its partitions over, restoring them from the changelog.
+    let a_addr = a.addr.to_string();
     a.terminate();
-    all_answer(&[&b, &c], &want, "after one left");
+    let served = all_answer(&[&b, &c], &want, "after one left");
+    assert!(
+        served.values().all(|by| !by.contains(&a_addr)),
+        "nothing is served by the instance that left: {served:?}"
+    );
     b.terminate();
     c.terminate();
 }

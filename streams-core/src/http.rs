@@ -44,6 +44,8 @@ use crate::{KafkaStreams, State};
 
 /// The header counting how often a lookup was forwarded.
 pub const HOPS_HEADER: &str = "x-kstreams-hops";
+/// The header naming the instance (`application.server`) whose store answered a lookup.
+pub const SERVED_BY_HEADER: &str = "x-kstreams-served-by";
 /// Forwards after which an instance no longer forwards a lookup.
 pub const MAX_HOPS: u32 = 3;
 /// How long a forwarded lookup may take.
@@ -131,14 +133,9 @@ impl Forwarder {
         }
     }
 
-    /// `GET http://<host><path>` with the hop count `hops`; the answer's status and body, or
-    /// why there is none (unreachable, timed out).
-    pub async fn get(
-        &self,
-        host: &HostInfo,
-        path: &str,
-        hops: u32,
-    ) -> Result<(StatusCode, Bytes), String> {
+    /// `GET http://<host><path>` with the hop count `hops`; the answer, or why there is none
+    /// (unreachable, timed out).
+    pub async fn get(&self, host: &HostInfo, path: &str, hops: u32) -> Result<Forwarded, String> {
         let uri = format!("http://{host}{path}");
         let request = Request::get(&uri)
             .header(HOPS_HEADER, hops.to_string())
@@ -151,18 +148,38 @@ impl Forwarder {
                 .await
                 .map_err(|e| format!("{uri}: {e}"))?;
             let status = response.status();
+            let served_by = response
+                .headers()
+                .get(SERVED_BY_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let body = response
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| format!("{uri}: {e}"))?
                 .to_bytes();
-            Ok::<_, String>((status, body))
+            Ok::<_, String>(Forwarded {
+                status,
+                served_by,
+                body,
+            })
         })
         .await
         .map_err(|_| format!("{uri}: no answer within {FORWARD_TIMEOUT:?}"))??;
         Ok(answer)
     }
+}
+
+/// Another instance's answer to a forwarded lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forwarded {
+    /// Its status.
+    pub status: StatusCode,
+    /// Whose store answered ([`SERVED_BY_HEADER`]).
+    pub served_by: Option<String>,
+    /// Its body.
+    pub body: Bytes,
 }
 
 /// How a [`lookup`] ended.
@@ -173,7 +190,7 @@ pub enum Lookup<V> {
     /// The local store owns the key and has never seen it.
     Missing,
     /// Another instance answered.
-    Forwarded(StatusCode, Bytes),
+    Forwarded(Forwarded),
     /// Nobody can answer now (restoring, moving, unreachable); retry.
     Unavailable(String),
 }
@@ -184,21 +201,36 @@ impl<V> Lookup<V> {
         match self {
             Lookup::Found(v) => Lookup::Found(f(v)),
             Lookup::Missing => Lookup::Missing,
-            Lookup::Forwarded(status, body) => Lookup::Forwarded(status, body),
+            Lookup::Forwarded(answer) => Lookup::Forwarded(answer),
             Lookup::Unavailable(why) => Lookup::Unavailable(why),
         }
     }
 }
 
 impl<V: std::fmt::Display> Lookup<V> {
-    /// As an HTTP answer: 200 with the value, 404, the forwarded answer, or 503.
-    pub fn into_response(self) -> Response {
-        match self {
-            Lookup::Found(v) => (StatusCode::OK, v.to_string()).into_response(),
-            Lookup::Missing => (StatusCode::NOT_FOUND, "not found\n").into_response(),
-            Lookup::Forwarded(status, body) => (status, body).into_response(),
-            Lookup::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    /// As an HTTP answer: 200 with the value, 404, the forwarded answer, or 503. Answers from
+    /// a store name it in [`SERVED_BY_HEADER`]: `me` for the local one.
+    pub fn into_response(self, me: Option<&HostInfo>) -> Response {
+        let (status, served_by, body) = match self {
+            Lookup::Found(v) => (
+                StatusCode::OK,
+                me.map(|h| h.to_string()),
+                Bytes::from(v.to_string()),
+            ),
+            Lookup::Missing => (
+                StatusCode::NOT_FOUND,
+                me.map(|h| h.to_string()),
+                Bytes::from_static(b"not found\n"),
+            ),
+            Lookup::Forwarded(f) => (f.status, f.served_by, f.body),
+            Lookup::Unavailable(why) => (StatusCode::SERVICE_UNAVAILABLE, None, Bytes::from(why)),
+        };
+        // Plain text (UTF-8), whoever answered.
+        let mut response = (status, String::from_utf8_lossy(&body).into_owned()).into_response();
+        if let Some(v) = served_by.and_then(|s| HeaderValue::from_str(&s).ok()) {
+            response.headers_mut().insert(SERVED_BY_HEADER, v);
         }
+        response
     }
 }
 
@@ -229,7 +261,7 @@ where
             ));
         }
         return match forwarder.get(&owner, path, hops + 1).await {
-            Ok((status, body)) => Lookup::Forwarded(status, body),
+            Ok(answer) => Lookup::Forwarded(answer),
             Err(e) => Lookup::Unavailable(format!("the key's owner {owner} did not answer: {e}\n")),
         };
     }
