@@ -618,7 +618,7 @@ impl KafkaStreams {
     /// Where the store `store` holds `key` (serialized by `keys`, as the store's key serde
     /// does): its partition, and the instance whose task owns that partition now, from the
     /// group's current assignment as every instance advertises it; see
-    /// [`metadata`](crate::runtime::metadata). Needs `application.server`.
+    /// [`metadata`]. Needs `application.server`.
     pub fn query_metadata_for_key<K: 'static>(
         &self,
         store: &str,
@@ -656,14 +656,30 @@ impl KafkaStreams {
 
     /// Every instance of the application that advertises an `application.server`, with the
     /// partitions the group assigned it and the stores of their tasks (this one included,
-    /// live; the others as of their latest record).
+    /// live; the others as of their latest record). Partitions claimed later by another
+    /// instance are left out, and so is an instance left with none of those it claimed.
     pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
         let inner = &self.inner;
         let app = &inner.config.application_id;
         let dir = inner.directory.lock().unwrap_or_else(|p| p.into_inner());
         dir.members
             .iter()
-            .map(|(id, m)| {
+            .filter_map(|(id, m)| {
+                // Only what it still owns: a partition a later claim took over has moved (its
+                // record may be that of an instance killed without a tombstone).
+                let owned: std::collections::BTreeSet<(String, i32)> = m
+                    .partitions
+                    .iter()
+                    .filter(|tp| dir.owner(tp).is_some_and(|(owner, _)| owner == id))
+                    .cloned()
+                    .collect();
+                if owned.is_empty() && !m.partitions.is_empty() {
+                    return None; // superseded entirely
+                }
+                let m = metadata::Member {
+                    partitions: owned,
+                    ..m.clone()
+                };
                 let state_stores = inner
                     .topology
                     .subtopologies()
@@ -676,13 +692,13 @@ impl KafkaStreams {
                     })
                     .flat_map(|s| s.stores.iter().cloned())
                     .collect();
-                StreamsMetadata {
+                Some(StreamsMetadata {
                     host: m.server.clone(),
                     process_id: id.clone(),
                     state_stores,
-                    topic_partitions: m.partitions.clone(),
+                    topic_partitions: m.partitions,
                     since_ms: m.since_ms,
-                }
+                })
             })
             .collect()
     }
