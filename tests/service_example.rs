@@ -165,6 +165,35 @@ fn all_answer(
     }
 }
 
+/// Asks `addr` for the words over and over until `stop`: every answer must be the final count
+/// or a 503 (retry); returns (right answers, 503s).
+fn keep_asking(
+    addr: SocketAddr,
+    want: HashMap<String, i64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut right, mut unavailable) = (0, 0);
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            for (word, count) in &want {
+                match get(addr, &format!("/count/{word}")) {
+                    Some((200, body)) => {
+                        assert_eq!(
+                            body.trim(),
+                            count.to_string(),
+                            "{word} at {addr} while instances come and go"
+                        );
+                        right += 1;
+                    }
+                    Some((503, _)) => unavailable += 1,
+                    other => panic!("{word} at {addr} while instances come and go: {other:?}"),
+                }
+            }
+        }
+        (right, unavailable)
+    })
+}
+
 fn wait_healthy(instance: &Instance) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while get(instance.addr, "/health").map(|r| r.0) != Some(200) {
@@ -222,6 +251,11 @@ fn instances_answer_for_each_other_while_one_joins_and_one_leaves() {
     assert_eq!(status, 200);
     assert!(mermaid.starts_with("flowchart"), "{mermaid}");
 
+    // From here on the counts are final: an instance that stays answers each word with it, or
+    // with 503 while its owner moves, never with anything else.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let checker = keep_asking(b.addr, want.clone(), stop.clone());
+
     // A third joins: partitions move; every instance still answers every word.
     let c = Instance::start(&kafka, &input, &app, dir.path(), "c");
     wait_healthy(&c);
@@ -239,6 +273,12 @@ fn instances_answer_for_each_other_while_one_joins_and_one_leaves() {
         served.values().all(|by| !by.contains(&a_addr)),
         "nothing is served by the instance that left: {served:?}"
     );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (right, unavailable) = checker
+        .join()
+        .expect("answers while instances came and went");
+    eprintln!("while one joined and one left: {right} right answers, {unavailable} 503s");
+    assert!(right > 0);
     b.terminate();
     c.terminate();
 }
