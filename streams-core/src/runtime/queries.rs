@@ -794,4 +794,81 @@ mod tests {
         ));
         assert!(matches!(wrong, Err(StreamsError::Topology { .. })));
     }
+
+    #[test]
+    fn window_and_session_views_fetch_by_time() {
+        use state_stores::{Serdes, StoreBuilder};
+        let word = "w0".to_owned();
+        let key = Serdes::string().serialize(&word).expect("a string");
+        let partitions = 1;
+        let value = |n: i64| Serdes::i64().serialize(&n).expect("an i64");
+
+        let mut windows = StoreBuilder::in_memory("windows")
+            .build_window(1_000_000, None)
+            .expect("a window store");
+        for (start, n) in [(0, 1), (1000, 2), (2000, 3)] {
+            windows.put(&key, start, Some(&value(n))).expect("put");
+        }
+        let mut sessions = StoreBuilder::in_memory("sessions")
+            .build_session(1_000_000, None)
+            .expect("a session store");
+        let session = SessionWindow { start: 10, end: 20 };
+        sessions.put(&key, session, &value(5)).expect("put");
+
+        let state = Arc::new(StateCell::new());
+        state.set_threads(1);
+        state.transition(State::Rebalancing);
+        state.thread(0, crate::runtime::state::ThreadState::Running);
+        let view = SharedView::default();
+        let string = || ErasedSerde::new(Serdes::string());
+        let long = || ErasedSerde::new(Serdes::i64());
+        let w = StoreHandle::Window(state_stores::StoreCell::new(windows), string(), long());
+        let s = StoreHandle::Session(state_stores::StoreCell::new(sessions), string(), long());
+        view.lock().unwrap().tasks.insert(
+            TaskId {
+                subtopology: 0,
+                partition: 0,
+            },
+            PublishedTask {
+                running: true,
+                stores: vec![("sessions".into(), s), ("windows".into(), w)],
+                store_metrics: Vec::new(),
+            },
+        );
+        let locate = |store: &str| StoreLocator {
+            store: store.into(),
+            subtopology: 0,
+            partitions,
+            views: vec![view.clone()],
+            state: state.clone(),
+            keys: ErasedSerde::new(Serdes::string()),
+            values: ErasedSerde::new(Serdes::i64()),
+        };
+        let windows = QueryableStoreTypes::window::<String, i64>()
+            .view(locate("windows"))
+            .expect("types match");
+        assert_eq!(windows.fetch(&word, 1000).expect("fetch"), Some(2));
+        assert_eq!(
+            windows.fetch_range(&word, 500, 2500).expect("range"),
+            vec![(1000, 2), (2000, 3)]
+        );
+        assert_eq!(
+            windows.fetch_all(0, 0).expect("all"),
+            vec![(word.clone(), 0, 1)]
+        );
+        assert_eq!(windows.all().expect("all").len(), 3);
+
+        let sessions = QueryableStoreTypes::session::<String, i64>()
+            .view(locate("sessions"))
+            .expect("types match");
+        assert_eq!(sessions.fetch(&word).expect("fetch"), vec![(session, 5)]);
+        assert_eq!(
+            sessions.fetch_session(&word, session).expect("one"),
+            Some(5)
+        );
+        assert!(sessions
+            .find_sessions(&word, 21, 30)
+            .expect("none")
+            .is_empty());
+    }
 }
