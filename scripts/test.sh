@@ -61,7 +61,7 @@ rocksdb_version=$(grep -A1 '^name = "librocksdb-sys"' Cargo.lock | sed -n 's/^ve
 prebuilt="$repo/target/rocksdb-prebuilt/$rocksdb_version"
 if [ ! -f "$prebuilt/librocksdb.a" ]; then
     step "cargo build (compiles RocksDB $rocksdb_version once)"
-    cargo build --workspace --all-targets --locked
+    cargo build --workspace --all-targets --all-features --locked
     built=$(ls -t target/debug/build/librocksdb-sys-*/out/librocksdb.a | head -n 1)
     mkdir -p "$prebuilt"
     cp "$built" "$prebuilt/librocksdb.a.tmp"
@@ -71,16 +71,16 @@ fi
 export ROCKSDB_LIB_DIR="$prebuilt" ROCKSDB_STATIC=1
 
 step "cargo build"
-cargo build --workspace --all-targets --locked
+cargo build --workspace --all-targets --all-features --locked
 
 # --- 3. Static checks --------------------------------------------------------------------------
 if [[ $skip != *" clippy "* ]]; then
-    step "cargo clippy --all-targets -- -D warnings"
-    cargo clippy --workspace --all-targets --locked -- -D warnings
+    step "cargo clippy --all-targets --all-features -- -D warnings"
+    cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 fi
 if [[ $skip != *" doc "* ]]; then
     step "cargo doc"
-    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --locked
 fi
 
 # --- 4. Broker ---------------------------------------------------------------------------------
@@ -96,6 +96,7 @@ export KSTREAMS_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
 # --- 5. Tests ----------------------------------------------------------------------------------
 # --include-ignored runs the broker tests, which are ignored in a plain `cargo test`.
 step "cargo test (unit, doc, integration; broker at $KSTREAMS_BOOTSTRAP_SERVERS)"
-cargo test --workspace --locked -- --include-ignored
+# --all-features: the HTTP layer (feature `http`) and the service example's tests.
+cargo test --workspace --all-features --locked -- --include-ignored
 
 step "all checks passed in $(( $(date +%s) - started ))s"

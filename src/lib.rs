@@ -39,7 +39,13 @@ pub use streams_dsl;
 pub use state_stores::serdes;
 pub use streams_core::embedded;
 pub use streams_core::handlers;
+/// The HTTP layer: metrics, health and key lookups forwarded to their owner (feature `http`).
+#[cfg(feature = "http")]
+pub use streams_core::http;
 pub use streams_core::processor;
+pub use streams_core::runtime::metadata;
+pub use streams_core::runtime::metrics;
+pub use streams_core::runtime::queries;
 pub use streams_core::testing;
 pub use streams_core::topology;
 pub use streams_core::{
@@ -56,6 +62,7 @@ pub use streams_dsl::{
 pub mod prelude {
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::embedded::EmbeddedKafka;
+    pub use streams_core::runtime::queries::QueryableStoreTypes;
     pub use streams_core::topology::Stores;
     pub use streams_core::{
         KafkaStreams, Result, State, StreamsConfig, StreamsError, Topology, TopologyTestDriver,

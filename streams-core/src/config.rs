@@ -39,6 +39,7 @@
 //! | `default.production.exception.handler` | `fail` | or `continue` |
 //! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
 //! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
+//! | `application.server` | (none) | `host:port` where this instance serves interactive queries; advertised to the other instances (see [`KafkaStreams::query_metadata_for_key`](crate::KafkaStreams::query_metadata_for_key)) |
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ use crate::timestamps::{DefaultSource, RawTimestampExtractor, TimestampSettings}
 pub const APPLICATION_ID: &str = "application.id";
 /// `client.id`
 pub const CLIENT_ID: &str = "client.id";
+/// `application.server`
+pub const APPLICATION_SERVER: &str = "application.server";
 /// `bootstrap.servers`
 pub const BOOTSTRAP_SERVERS: &str = "bootstrap.servers";
 /// `num.stream.threads`
@@ -154,6 +157,7 @@ const KNOWN: &[&str] = &[
     PRODUCTION_HANDLER,
     DEFAULT_TIMESTAMP_EXTRACTOR,
     PROCESSING_HANDLER,
+    APPLICATION_SERVER,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -412,6 +416,14 @@ impl StreamsConfig {
             production,
             timestamps,
             processing,
+            application_server: self
+                .get(APPLICATION_SERVER)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    crate::runtime::metadata::HostInfo::parse(v)
+                        .map_err(|reason| StreamsError::config(APPLICATION_SERVER, reason))
+                })
+                .transpose()?,
             embedded: self.embedded.clone(),
             client_id: self
                 .get(CLIENT_ID)
@@ -538,6 +550,8 @@ pub struct ResolvedConfig {
     pub timestamps: TimestampSettings,
     /// The processing handler.
     pub processing: SharedProcessingHandler,
+    /// `application.server`: where this instance answers interactive queries.
+    pub application_server: Option<crate::runtime::metadata::HostInfo>,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 

@@ -130,6 +130,17 @@ pub enum StreamsError {
         reason: String,
     },
 
+    /// An interactive query cannot be answered from this instance now (see
+    /// [`KafkaStreams::store`](crate::KafkaStreams::store)); the reason says whether to retry
+    /// here, later, or to ask another instance.
+    #[error("state store `{store}` cannot be queried now: {reason}")]
+    StoreNotQueryable {
+        /// The store.
+        store: String,
+        /// Why.
+        reason: crate::runtime::queries::NotQueryableReason,
+    },
+
     /// The embedded (mock) Kafka cluster failed.
     #[error("embedded Kafka: {0}")]
     Embedded(String),

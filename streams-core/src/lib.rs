@@ -7,7 +7,8 @@
 //! - [`runtime`] has [`KafkaStreams`], which runs a topology on Kafka;
 //! - [`config`] has [`StreamsConfig`];
 //! - [`timestamps`] says where event time comes from;
-//! - [`embedded`] is an in-process Kafka cluster for examples and quick tests.
+//! - [`embedded`] is an in-process Kafka cluster for examples and quick tests;
+//! - `http` (cargo feature `http`) serves metrics, health and key lookups over HTTP.
 
 pub mod collector;
 pub mod config;
@@ -15,6 +16,8 @@ pub(crate) mod dynamic;
 pub mod embedded;
 pub mod error;
 pub mod handlers;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod processor;
 pub mod record;
 pub mod runtime;

@@ -26,7 +26,14 @@ use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 /// Its default (1 s) stalls a thread that drains a full queue, which restoration and catch-up
 /// do all the time; a re-check every 10 ms costs nothing measurable.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
+/// How often librdkafka reports a stream thread's consumer statistics (lags, group state).
+const STATISTICS_INTERVAL_MS: &str = "1000";
 use crate::runtime::control;
+use crate::runtime::metadata::{
+    self, HostInfo, KeyQueryMetadata, SharedDirectory, StreamsMetadata,
+};
+use crate::runtime::metrics::{mean_ms, millis, op_metrics, Metric, MetricsSnapshot, RateWindow};
+use crate::runtime::queries::{NotQueryableReason, QueryableStoreType, SharedView, StoreLocator};
 use crate::runtime::state::{State, StateCell, StateListener};
 use crate::runtime::thread::{self, SharedCommitted, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
@@ -46,6 +53,14 @@ struct Inner {
     handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// What a started instance holds; `None` before `start`.
     running: Mutex<Option<Running>>,
+    /// Per stream thread: its tasks and assignment, for queries and metadata.
+    views: Mutex<Vec<SharedView>>,
+    /// Tasks (partitions) per sub-topology, known once started.
+    partitions: Mutex<Vec<i32>>,
+    /// Counters at earlier reads of the metrics, for rates.
+    rates: Mutex<RateWindow>,
+    /// Every instance's `application.server` and assignment.
+    directory: SharedDirectory,
 }
 
 /// What a started instance shares among its threads (and their replacements).
@@ -140,6 +155,10 @@ impl KafkaStreams {
                 membership_changes: Arc::default(),
                 handler: Mutex::new(None),
                 running: Mutex::new(None),
+                views: Mutex::new(Vec::new()),
+                partitions: Mutex::new(Vec::new()),
+                rates: Mutex::new(RateWindow::new()),
+                directory: SharedDirectory::default(),
             }),
         })
     }
@@ -212,6 +231,11 @@ impl KafkaStreams {
         self.inner.state.error()
     }
 
+    /// The topology it runs.
+    pub fn topology(&self) -> &Topology {
+        &self.inner.topology
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &ResolvedConfig {
         &self.inner.config
@@ -229,6 +253,299 @@ impl KafkaStreams {
                 .map(|m| *m.lock().unwrap_or_else(|p| p.into_inner()))
                 .collect(),
         }
+    }
+
+    /// Every metric of the instance, with Kafka Streams' names and levels (thread, task, store,
+    /// consumer); see [`metrics`](crate::runtime::metrics). Rates are measured between calls,
+    /// over the last 30 seconds.
+    pub fn metric_values(&self) -> MetricsSnapshot {
+        let inner = &self.inner;
+        let app = &inner.config.application_id;
+        let threads = self.metrics().threads;
+        let views = inner
+            .views
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let thread_id = |i: usize| format!("{app}-StreamThread-{}", i + 1);
+
+        // Counters whose rates are asked for.
+        let mut counters: std::collections::HashMap<String, f64> = Default::default();
+        for (i, t) in threads.iter().enumerate() {
+            let id = thread_id(i);
+            counters.insert(format!("process/{id}"), t.processed as f64);
+            counters.insert(format!("commit/{id}"), t.commits as f64);
+            counters.insert(format!("poll/{id}"), t.polls as f64);
+            counters.insert(format!("restore/{id}"), t.restored as f64);
+        }
+        let mut stores = Vec::new();
+        let mut tasks = Vec::new();
+        let mut lags = Vec::new();
+        let mut remaining = Vec::new();
+        for (i, view) in views.iter().enumerate() {
+            let view = view.lock().unwrap_or_else(|p| p.into_inner());
+            for (task, published) in &view.tasks {
+                for (store, m) in &published.store_metrics {
+                    counters.insert(
+                        format!("restore/{}/{task}/{store}", thread_id(i)),
+                        m.restored_records() as f64,
+                    );
+                    stores.push((i, *task, store.clone(), m.clone()));
+                }
+            }
+            tasks.extend(view.task_metrics.iter().map(|(id, m)| (i, *id, *m)));
+            lags.extend(view.lags.iter().map(|(tp, lag)| (i, tp.clone(), *lag)));
+            remaining.extend(
+                view.restore_remaining
+                    .iter()
+                    .map(|((task, store), n)| (i, *task, store.clone(), *n)),
+            );
+        }
+        let rate = inner
+            .rates
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .observe(counters);
+
+        let mut out = Vec::new();
+        let mut push = |group, name, help, labels: Vec<(&'static str, String)>, value: f64| {
+            out.push(Metric {
+                group,
+                name,
+                help,
+                labels,
+                value,
+            })
+        };
+        for (i, t) in threads.iter().enumerate() {
+            let id = thread_id(i);
+            let l = || vec![("thread_id", id.clone())];
+            let th = "stream_thread";
+            push(
+                th,
+                "process-total",
+                "Records processed by the thread.",
+                l(),
+                t.processed as f64,
+            );
+            push(
+                th,
+                "process-rate",
+                "Records processed per second.",
+                l(),
+                rate(&format!("process/{id}")),
+            );
+            push(
+                th,
+                "process-latency-avg",
+                "Mean processing time per record, in ms.",
+                l(),
+                mean_ms(t.process_time, t.processed),
+            );
+            push(
+                th,
+                "process-latency-max",
+                "Largest mean processing time per record of one processing round, in ms.",
+                l(),
+                millis(t.process_latency_max),
+            );
+            push(th, "commit-total", "Commits.", l(), t.commits as f64);
+            push(
+                th,
+                "commit-rate",
+                "Commits per second.",
+                l(),
+                rate(&format!("commit/{id}")),
+            );
+            push(
+                th,
+                "commit-latency-avg",
+                "Mean time of a commit, in ms.",
+                l(),
+                mean_ms(t.commit_time, t.commits),
+            );
+            push(
+                th,
+                "poll-total",
+                "Polls of the consumer for records.",
+                l(),
+                t.polls as f64,
+            );
+            push(
+                th,
+                "poll-rate",
+                "Polls per second.",
+                l(),
+                rate(&format!("poll/{id}")),
+            );
+            push(
+                th,
+                "poll-latency-avg",
+                "Mean time of a poll (waiting included), in ms.",
+                l(),
+                mean_ms(t.poll_time, t.polls),
+            );
+            push(
+                th,
+                "punctuate-total",
+                "Punctuations run.",
+                l(),
+                t.punctuations as f64,
+            );
+            push(
+                th,
+                "restore-total",
+                "Changelog records restored by the thread.",
+                l(),
+                t.restored as f64,
+            );
+            push(
+                th,
+                "restore-rate",
+                "Changelog records restored per second.",
+                l(),
+                rate(&format!("restore/{id}")),
+            );
+            push(
+                th,
+                "task-count",
+                "Tasks the thread owns.",
+                l(),
+                t.tasks as f64,
+            );
+            push(
+                th,
+                "recovery-total",
+                "Recoveries: tasks closed without committing and resumed from the last commit.",
+                l(),
+                t.recoveries as f64,
+            );
+        }
+        for (i, task, m) in tasks {
+            let l = || vec![("thread_id", thread_id(i)), ("task_id", task.to_string())];
+            let tk = "stream_task";
+            push(
+                tk,
+                "process-total",
+                "Records processed by the task.",
+                l(),
+                m.processed as f64,
+            );
+            push(tk, "dropped-records-total", "Records dropped: unreadable or with an invalid timestamp (skipped), failed by a processor under a continue policy, or late for their window.", l(), (m.skipped + m.processing_skipped + m.dropped_late) as f64);
+            push(
+                tk,
+                "skipped-records-total",
+                "Records skipped at the source (unreadable, or an invalid timestamp).",
+                l(),
+                m.skipped as f64,
+            );
+            push(
+                tk,
+                "late-records-dropped-total",
+                "Records windowed operators dropped because their window had closed.",
+                l(),
+                m.dropped_late as f64,
+            );
+            push(
+                tk,
+                "processing-skipped-total",
+                "Records skipped because a processor failed on them.",
+                l(),
+                m.processing_skipped as f64,
+            );
+        }
+        for (i, task, store, m) in stores {
+            let labels = vec![
+                ("thread_id", thread_id(i)),
+                ("task_id", task.to_string()),
+                ("store", store.clone()),
+            ];
+            op_metrics(
+                &mut out,
+                &labels,
+                m.puts.snapshot(),
+                ("put-latency-avg", "put-latency-max"),
+                "Latency of puts, in ns.",
+            );
+            op_metrics(
+                &mut out,
+                &labels,
+                m.gets.snapshot(),
+                ("get-latency-avg", "get-latency-max"),
+                "Latency of gets, in ns.",
+            );
+            op_metrics(
+                &mut out,
+                &labels,
+                m.deletes.snapshot(),
+                ("delete-latency-avg", "delete-latency-max"),
+                "Latency of deletes, in ns.",
+            );
+            op_metrics(
+                &mut out,
+                &labels,
+                m.range_scans.snapshot(),
+                ("range-latency-avg", "range-latency-max"),
+                "Latency of opening range scans, in ns.",
+            );
+            op_metrics(
+                &mut out,
+                &labels,
+                m.flushes.snapshot(),
+                ("flush-latency-avg", "flush-latency-max"),
+                "Latency of flushes, in ns.",
+            );
+            let st = "stream_state";
+            let mut push = |name, help, value: f64| {
+                out.push(Metric {
+                    group: st,
+                    name,
+                    help,
+                    labels: labels.clone(),
+                    value,
+                })
+            };
+            push("put-total", "Puts.", m.puts.snapshot().count as f64);
+            push("get-total", "Gets.", m.gets.snapshot().count as f64);
+            push(
+                "restore-total",
+                "Changelog records restored into the store.",
+                m.restored_records() as f64,
+            );
+            push(
+                "restore-rate",
+                "Changelog records restored into the store per second.",
+                rate(&format!("restore/{}/{task}/{store}", thread_id(i))),
+            );
+            let left = remaining
+                .iter()
+                .find(|(ri, rt, rs, _)| *ri == i && *rt == task && *rs == store)
+                .map_or(0, |r| r.3);
+            push(
+                "restore-remaining-records-total",
+                "Changelog records still to restore.",
+                left as f64,
+            );
+        }
+        for (i, (topic, partition), lag) in lags {
+            out.push(Metric {
+                group: "consumer_fetch_manager",
+                name: "records-lag",
+                help: "Records between the consumer's position and the partition's end.",
+                labels: vec![
+                    ("thread_id", thread_id(i)),
+                    ("topic", topic),
+                    ("partition", partition.to_string()),
+                ],
+                value: lag as f64,
+            });
+        }
+        MetricsSnapshot { metrics: out }
+    }
+
+    /// [`metric_values`](Self::metric_values) in the Prometheus text exposition format.
+    pub fn prometheus_text(&self) -> String {
+        self.metric_values().to_prometheus()
     }
 
     /// The input offsets the stream threads of this instance last committed (the next offset
@@ -256,6 +573,171 @@ impl KafkaStreams {
             );
         }
         all
+    }
+
+    /// A read-only view of store `name` across this instance's tasks, of the kind and types
+    /// `kind` says (see [`QueryableStoreTypes`](crate::runtime::queries::QueryableStoreTypes));
+    /// Kafka Streams' `store(StoreQueryParameters)`. The view follows rebalances: each call
+    /// looks up the tasks that hold the store now, and answers only from running ones; see
+    /// [`queries`](crate::runtime::queries).
+    ///
+    /// Errors: [`StreamsError::StoreNotQueryable`] (with
+    /// [`NotQueryableReason::UnknownStore`]) when the topology has no such store, or while the
+    /// instance is not started; [`StreamsError::Topology`] when the store is of another kind or
+    /// holds other types.
+    pub fn store<T: QueryableStoreType>(&self, name: &str, kind: T) -> Result<T::Store> {
+        let inner = &self.inner;
+        let unknown = || StreamsError::StoreNotQueryable {
+            store: name.to_owned(),
+            reason: NotQueryableReason::UnknownStore,
+        };
+        let def = inner.topology.store(name).ok_or_else(unknown)?;
+        if !kind.accepts(def.kind) {
+            return Err(StreamsError::topology(
+                name,
+                format!("the store is not a {} store ({:?})", kind.kind(), def.kind),
+            ));
+        }
+        let (subtopology, partitions) = self.store_partitions(name)?;
+        let (keys, values) = def.serdes.resolve(&inner.config.defaults, name)?;
+        kind.view(StoreLocator {
+            store: name.to_owned(),
+            subtopology,
+            partitions,
+            views: inner
+                .views
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            state: inner.state.clone(),
+            keys,
+            values,
+        })
+    }
+
+    /// Where the store `store` holds `key` (serialized by `keys`, as the store's key serde
+    /// does): its partition, and the instance whose task owns that partition now, from the
+    /// group's current assignment as every instance advertises it; see
+    /// [`metadata`]. Needs `application.server`.
+    pub fn query_metadata_for_key<K: 'static>(
+        &self,
+        store: &str,
+        key: &K,
+        keys: &dyn state_stores::Serde<K>,
+    ) -> Result<KeyQueryMetadata> {
+        let inner = &self.inner;
+        if inner.config.application_server.is_none() {
+            return Err(StreamsError::config(
+                crate::config::APPLICATION_SERVER,
+                "is required to locate keys (set it to the host:port this instance serves)",
+            ));
+        }
+        let (sub, partitions) = self.store_partitions(store)?;
+        let bytes = keys.serialize(key).map_err(|e| StreamsError::Serde {
+            location: format!("locating a key of store `{store}`"),
+            source: e,
+        })?;
+        let partition = crate::runtime::queries::partition_for_key(&bytes, partitions);
+        let topic = inner
+            .topology
+            .subtopologies()
+            .get(sub as usize)
+            .and_then(|s| s.source_topics().first())
+            .map(|t| t.full(&inner.config.application_id))
+            .ok_or_else(|| StreamsError::topology(store, "its sub-topology has no source"))?;
+        let dir = inner.directory.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(KeyQueryMetadata {
+            active_host: dir
+                .owner(&(topic, partition))
+                .map(|(_, m)| m.server.clone()),
+            partition,
+        })
+    }
+
+    /// Every instance of the application that advertises an `application.server`, with the
+    /// partitions the group assigned it and the stores of their tasks (this one included,
+    /// live; the others as of their latest record). Partitions claimed later by another
+    /// instance are left out, and so is an instance left with none of those it claimed.
+    pub fn all_metadata(&self) -> Vec<StreamsMetadata> {
+        let inner = &self.inner;
+        let app = &inner.config.application_id;
+        let dir = inner.directory.lock().unwrap_or_else(|p| p.into_inner());
+        dir.members
+            .iter()
+            .filter_map(|(id, m)| {
+                // Only what it still owns: a partition a later claim took over has moved (its
+                // record may be that of an instance killed without a tombstone).
+                let owned: std::collections::BTreeSet<(String, i32)> = m
+                    .partitions
+                    .iter()
+                    .filter(|tp| dir.owner(tp).is_some_and(|(owner, _)| owner == id))
+                    .cloned()
+                    .collect();
+                if owned.is_empty() && !m.partitions.is_empty() {
+                    return None; // superseded entirely
+                }
+                let m = metadata::Member {
+                    partitions: owned,
+                    ..m.clone()
+                };
+                let state_stores = inner
+                    .topology
+                    .subtopologies()
+                    .iter()
+                    .filter(|s| {
+                        s.source_topics().first().is_some_and(|t| {
+                            let t = t.full(app);
+                            m.partitions.iter().any(|(topic, _)| *topic == t)
+                        })
+                    })
+                    .flat_map(|s| s.stores.iter().cloned())
+                    .collect();
+                Some(StreamsMetadata {
+                    host: m.server.clone(),
+                    process_id: id.clone(),
+                    state_stores,
+                    topic_partitions: m.partitions,
+                    since_ms: m.since_ms,
+                })
+            })
+            .collect()
+    }
+
+    /// The instances whose tasks hold store `store`; see [`all_metadata`](Self::all_metadata).
+    pub fn all_metadata_for_store(&self, store: &str) -> Vec<StreamsMetadata> {
+        self.all_metadata()
+            .into_iter()
+            .filter(|m| m.state_stores.contains(store))
+            .collect()
+    }
+
+    /// This instance's `application.server`.
+    pub fn application_server(&self) -> Option<&HostInfo> {
+        self.inner.config.application_server.as_ref()
+    }
+
+    /// The sub-topology holding `store` and its partition count.
+    fn store_partitions(&self, store: &str) -> Result<(u32, i32)> {
+        let inner = &self.inner;
+        let unknown = |reason| StreamsError::StoreNotQueryable {
+            store: store.to_owned(),
+            reason,
+        };
+        let sub = inner
+            .topology
+            .subtopologies()
+            .iter()
+            .find(|s| s.stores.iter().any(|n| n == store))
+            .map(|s| s.id())
+            .ok_or_else(|| unknown(NotQueryableReason::UnknownStore))?;
+        let partitions = inner
+            .partitions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(sub as usize)
+            .copied()
+            .ok_or_else(|| unknown(NotQueryableReason::NotRunning))?;
+        Ok((sub, partitions))
     }
 
     /// Checks that the source topics exist, creates internal topics, and starts the stream
@@ -298,6 +780,9 @@ impl KafkaStreams {
         *inner.committed.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
             .map(|_| Arc::new(Mutex::new(BTreeMap::new())))
             .collect();
+        *inner.views.lock().unwrap_or_else(|p| p.into_inner()) =
+            (0..threads).map(|_| SharedView::default()).collect();
+        *inner.partitions.lock().unwrap_or_else(|p| p.into_inner()) = plan.tasks.clone();
         inner.state.set_threads(threads);
         inner.state.transition(State::Rebalancing);
         if watch_control {
@@ -313,6 +798,38 @@ impl KafkaStreams {
             if let Err(e) = spawn_thread(inner, index) {
                 inner.shutdown.store(true, Ordering::Relaxed);
                 return Err(e);
+            }
+        }
+        if let Some(server) = &inner.config.application_server {
+            let process = inner
+                .running
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|r| r.claim.id().to_owned())
+                .unwrap_or_default();
+            let views = inner
+                .views
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            match metadata::start(
+                &inner.config,
+                server.clone(),
+                process,
+                views,
+                inner.directory.clone(),
+                inner.shutdown.clone(),
+            ) {
+                Ok(handle) => inner
+                    .threads
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(handle),
+                Err(e) => {
+                    inner.shutdown.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
             }
         }
         tracing::info!(
@@ -550,6 +1067,8 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", &c.auto_offset_reset)
         .set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS)
+        // Consumer lag per partition and the group's answer (see `thread::rebalance`).
+        .set("statistics.interval.ms", STATISTICS_INTERVAL_MS)
         .set(
             "isolation.level",
             if exactly_once {
@@ -627,6 +1146,13 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         .get(index)
         .cloned()
         .unwrap_or_default();
+    let view = inner
+        .views
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(index)
+        .cloned()
+        .unwrap_or_default();
     Ok(ThreadSetup {
         index,
         name,
@@ -644,6 +1170,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         metrics,
         committed,
         membership_changes: inner.membership_changes.clone(),
+        view,
     })
 }
 

@@ -11,13 +11,19 @@
 //! - `control` carries application-wide shutdown requests between instances;
 //! - `producer` owns the producer's lifecycle (the transaction of each commit);
 //! - `recovery` decides which failures a thread recovers from and which end it;
-//! - `topics` checks source topics and creates internal ones.
+//! - `topics` checks source topics and creates internal ones;
+//! - [`queries`] has the read-only store views of interactive queries;
+//! - [`metrics`] names the metrics and writes them as Prometheus text;
+//! - [`metadata`] tells which instance owns which key (`application.server`).
 
 pub(crate) mod client_log;
 pub(crate) mod control;
 pub(crate) mod handoff;
 pub mod kafka_streams;
+pub mod metadata;
+pub mod metrics;
 pub(crate) mod producer;
+pub mod queries;
 pub(crate) mod recovery;
 pub(crate) mod restore;
 pub mod state;

@@ -356,6 +356,15 @@ impl ChangelogReader {
         Ok(positions)
     }
 
+    /// Changelog records still to restore, per restoring task and store.
+    pub(crate) fn remaining(&self) -> BTreeMap<(TaskId, String), i64> {
+        let mut out = BTreeMap::new();
+        for r in self.active.values() {
+            *out.entry((r.task, r.store.clone())).or_insert(0) += (r.end - r.position).max(0);
+        }
+        out
+    }
+
     pub(crate) fn is_restoring(&self, task: TaskId) -> bool {
         self.tasks.contains_key(&task)
     }

@@ -259,6 +259,14 @@ pub(crate) fn prepare(
             to_create.push((name, 1, c));
         }
     }
+    if config.application_server.is_some() {
+        let name = super::metadata::topic(app);
+        if !existing.contains_key(&name) {
+            let mut c = BTreeMap::new();
+            c.insert("cleanup.policy".to_owned(), "compact".to_owned());
+            to_create.push((name, 1, c));
+        }
+    }
     if !to_create.is_empty() {
         create(config, &to_create)?;
         wait_for(&consumer, &to_create)?;

@@ -17,11 +17,12 @@ pub(crate) mod runtime;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use state_stores::cache::CacheBudget;
 use state_stores::caching::CachingConfig;
 use state_stores::changelog::Changelog;
+use state_stores::metering::StoreMetrics;
 use state_stores::state_dir::{StateDirectory, TaskDirectory};
 use state_stores::typed::StoreCell;
 use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
@@ -116,6 +117,8 @@ pub(crate) struct StreamTask {
     dir: Option<TaskDirectory>,
     pub(crate) metrics: TaskMetrics,
     initialized: bool,
+    /// What the metering layer of each store records.
+    pub(crate) store_metrics: Vec<(String, Arc<StoreMetrics>)>,
 }
 
 impl StreamTask {
@@ -138,8 +141,10 @@ impl StreamTask {
         // Stores. Local state that cannot be opened (damaged files, a malformed committed
         // offset) is wiped, with the lock held, and rebuilt from the changelogs.
         let timestamp = Arc::new(AtomicI64::new(0));
-        let (stores, changelogs) = match Self::open_stores(topology, sub, id, env, &dir, &timestamp)
-        {
+        let metering = Mutex::new(Vec::new());
+        let (stores, changelogs) = match Self::open_stores(
+            topology, sub, id, env, &dir, &timestamp, &metering,
+        ) {
             Err(StreamsError::Store(
                 e @ (state_stores::StoreError::RocksDb { .. }
                 | state_stores::StoreError::CorruptCheckpoint { .. }),
@@ -148,12 +153,27 @@ impl StreamTask {
                 if let Some(dir) = &dir {
                     dir.wipe()?;
                 }
-                Self::open_stores(topology, sub, id, env, &dir, &timestamp)?
+                Self::open_stores(topology, sub, id, env, &dir, &timestamp, &metering)?
             }
             other => other?,
         };
 
-        Self::assemble(topology, sub, id, env, dir, stores, changelogs, timestamp)
+        let store_metrics = stores
+            .keys()
+            .filter_map(|name| {
+                // The last opening (after a wipe, the second) is the one in use.
+                metering
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .rev()
+                    .find(|(n, _)| n == name)
+                    .map(|(n, m)| (n.clone(), m.clone()))
+            })
+            .collect();
+        let mut task = Self::assemble(topology, sub, id, env, dir, stores, changelogs, timestamp)?;
+        task.store_metrics = store_metrics;
+        Ok(task)
     }
 
     /// Opens the stores of sub-topology `sub` for task `id`.
@@ -164,6 +184,7 @@ impl StreamTask {
         env: &TaskEnv,
         dir: &Option<TaskDirectory>,
         timestamp: &Arc<AtomicI64>,
+        metering: &Mutex<Vec<(String, Arc<StoreMetrics>)>>,
     ) -> Result<(HashMap<String, StoreHandle>, Vec<ChangelogPartition>)> {
         let app = &*env.application_id;
         let mut stores = HashMap::new();
@@ -205,6 +226,13 @@ impl StreamTask {
                     emit: def.emit,
                 });
             }
+            // The metering layer, outermost: it sees what processors and queries see.
+            let metrics = StoreMetrics::new();
+            builder = builder.with_metering(metrics.clone());
+            metering
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((name.clone(), metrics));
             let handle = match def.kind {
                 StoreKind::KeyValue => {
                     StoreHandle::KeyValue(StoreCell::new(builder.build_key_value()?), keys, values)
@@ -310,6 +338,7 @@ impl StreamTask {
             dir,
             metrics: TaskMetrics::default(),
             initialized: false,
+            store_metrics: Vec::new(),
         })
     }
 
@@ -355,6 +384,30 @@ impl StreamTask {
     }
 
     /// The input partitions this task reads: partition `id.partition` of each source topic.
+    /// The task's stores, for interactive queries and metrics.
+    pub(crate) fn store_handles(&self) -> Vec<(String, StoreHandle)> {
+        let mut all: Vec<(String, StoreHandle)> = self
+            .rt
+            .shared
+            .stores
+            .iter()
+            .map(|(name, handle)| (name.clone(), handle.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    /// Tells two openings of the task's stores apart (0 without stores).
+    pub(crate) fn store_identity(&self) -> usize {
+        self.rt
+            .shared
+            .stores
+            .values()
+            .map(StoreHandle::identity)
+            .min()
+            .unwrap_or(0)
+    }
+
     pub(crate) fn input_partitions(&self) -> Vec<(String, i32)> {
         let mut topics: Vec<(String, i32)> = self
             .sources

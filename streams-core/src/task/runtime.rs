@@ -67,6 +67,7 @@ pub(crate) struct NodeSlot {
 }
 
 /// A store as a task holds it: the shared cell and its resolved serdes.
+#[derive(Clone)]
 pub(crate) enum StoreHandle {
     KeyValue(SharedKeyValueStore, ErasedSerde, ErasedSerde),
     Window(SharedWindowStore, ErasedSerde, ErasedSerde),
@@ -79,6 +80,15 @@ impl StoreHandle {
             StoreHandle::KeyValue(c, ..) => c.with(|s| s.flush())?,
             StoreHandle::Window(c, ..) => c.with(|s| s.flush())?,
             StoreHandle::Session(c, ..) => c.with(|s| s.flush())?,
+        }
+    }
+
+    /// The address of the shared cell: tells two openings of a store apart.
+    pub(crate) fn identity(&self) -> usize {
+        match self {
+            StoreHandle::KeyValue(c, ..) => Arc::as_ptr(c) as *const () as usize,
+            StoreHandle::Window(c, ..) => Arc::as_ptr(c) as *const () as usize,
+            StoreHandle::Session(c, ..) => Arc::as_ptr(c) as *const () as usize,
         }
     }
 

@@ -43,6 +43,7 @@ use crate::handlers::SharedProductionHandler;
 use crate::record::{Headers, RawRecord};
 use crate::runtime::handoff::Handoffs;
 use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
+use crate::runtime::queries::{PublishedTask, SharedView};
 use crate::runtime::recovery::{self, Recovery};
 use crate::runtime::restore::{ChangelogReader, RestoredOffsets};
 use crate::runtime::state::{StateCell, ThreadState};
@@ -60,6 +61,8 @@ const RESTORE_BATCH: usize = 20_000;
 const UNCOMMITTED_LIMIT: usize = 64 << 20;
 /// Records held while a commit is in flight after which the thread waits for it.
 const MAX_HELD: usize = 100_000;
+/// How often task metrics, restoration progress and consumer lags are published.
+const METRICS_PUBLISH: Duration = Duration::from_millis(500);
 /// How long the loop polls while a commit is in flight, so it notices the answer promptly.
 const IN_FLIGHT_POLL: Duration = Duration::from_millis(2);
 
@@ -102,7 +105,18 @@ pub struct ThreadMetrics {
     pub recoveries: u64,
     /// Records windowed operators dropped because their window had closed.
     pub dropped_late: u64,
+    /// Polls of the consumer that asked for records.
+    pub polls: u64,
+    /// Time spent in those polls (waiting included, as Kafka Streams' `poll-latency`).
+    pub poll_time: Duration,
+    /// Time spent processing records.
+    pub process_time: Duration,
+    /// The largest mean time per record of one processing round.
+    pub process_latency_max: Duration,
 }
+
+/// A published task: its id, whether it runs, and its stores' identity.
+type PublishedKey = (TaskId, bool, usize);
 
 /// The part of a thread that rebalance callbacks reach.
 pub(crate) struct ThreadCore {
@@ -145,7 +159,6 @@ pub(crate) struct ThreadCore {
     received_assignment: bool,
     rebalance_started: Option<Instant>,
     handoffs: Handoffs,
-    started: Instant,
     /// Where each input partition resumes after a recovery: its last committed offset, or where
     /// this thread began reading it.
     rewind_to: HashMap<(String, i32), i64>,
@@ -162,6 +175,17 @@ pub(crate) struct ThreadCore {
     pending_error: Option<StreamsError>,
     /// The commit Kafka has not answered yet (exactly-once).
     in_flight: Option<commit::InFlight>,
+    /// What interactive queries and the instance's metadata see of this thread's tasks.
+    shared_view: SharedView,
+    /// What was last published there: tasks, running or not, and their stores' identity.
+    published: (Vec<PublishedKey>, BTreeSet<(String, i32)>),
+    /// When task metrics, restoration progress and lags were last published.
+    metrics_published: Option<Instant>,
+    /// Consumer lag per assigned partition, from librdkafka's statistics.
+    pub(crate) lags: BTreeMap<(String, i32), i64>,
+    /// The group coordinator answered this member (its join state is steady), with or
+    /// without partitions; from librdkafka's statistics.
+    pub(crate) group_answered: bool,
 }
 
 fn lock(core: &Mutex<ThreadCore>) -> std::sync::MutexGuard<'_, ThreadCore> {
@@ -188,7 +212,8 @@ fn tpl_of<'a>(parts: impl IntoIterator<Item = &'a (String, i32)>) -> TopicPartit
 impl ThreadCore {
     fn report(&mut self) {
         let restoring = self.tasks.len() > self.running.len();
-        let settled = self.received_assignment || self.started.elapsed() > Duration::from_secs(10);
+        // Running needs the group's answer: an assignment, or a steady membership without one.
+        let settled = self.received_assignment || self.group_answered;
         let waiting = !self.waiting_for_lock.is_empty() || self.assignment_changed;
         let state = if settled && !restoring && !waiting {
             ThreadState::Running
@@ -202,6 +227,7 @@ impl ThreadCore {
             }
         }
         self.state.thread(self.index, state);
+        self.publish_view();
         self.metrics.tasks = self.tasks.len() as u64;
         self.metrics.produced = self.producer.delivered();
         self.metrics.production_skipped = self.producer.skipped();
@@ -218,6 +244,58 @@ impl ThreadCore {
             .shared_metrics
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = live;
+    }
+
+    /// Publishes the tasks (running or restoring, with their stores) and the assignment, when
+    /// they changed, for interactive queries and the instance's metadata.
+    fn publish_view(&mut self) {
+        // Every round: compare without allocating.
+        let unchanged = self.published.1 == self.assigned
+            && self.published.0.len() == self.tasks.len()
+            && self.tasks.iter().zip(&self.published.0).all(
+                |((id, t), (was_id, was_running, was_identity))| {
+                    id == was_id
+                        && self.running.contains(id) == *was_running
+                        // A task closed and created again within one round has new stores.
+                        && t.store_identity() == *was_identity
+                },
+            );
+        let metrics_due = self
+            .metrics_published
+            .is_none_or(|at| at.elapsed() >= METRICS_PUBLISH);
+        if metrics_due {
+            self.metrics_published = Some(Instant::now());
+            let mut view = self.shared_view.lock().unwrap_or_else(|p| p.into_inner());
+            view.task_metrics = self.tasks.iter().map(|(id, t)| (*id, t.metrics)).collect();
+            view.restore_remaining = self.reader.remaining();
+            view.lags = self.lags.clone();
+        }
+        if unchanged {
+            return;
+        }
+        let tasks: Vec<PublishedKey> = self
+            .tasks
+            .iter()
+            .map(|(id, t)| (*id, self.running.contains(id), t.store_identity()))
+            .collect();
+        let mut view = self.shared_view.lock().unwrap_or_else(|p| p.into_inner());
+        view.assigned = self.assigned.clone();
+        view.tasks = self
+            .tasks
+            .iter()
+            .map(|(id, t)| {
+                (
+                    *id,
+                    PublishedTask {
+                        running: self.running.contains(id),
+                        stores: t.store_handles(),
+                        store_metrics: t.store_metrics.clone(),
+                    },
+                )
+            })
+            .collect();
+        drop(view);
+        self.published = (tasks, self.assigned.clone());
     }
 
     /// Whether every running partition has room below `buffered.records.per.partition`; the
@@ -274,7 +352,16 @@ impl ThreadCore {
             // Kafka is slow to commit: let the records held meanwhile not pile up.
             self.wait_in_flight()?;
         }
+        let processed_before = self.processed_by_tasks();
+        let started = Instant::now();
         self.process()?;
+        let spent = started.elapsed();
+        let records = self.processed_by_tasks().saturating_sub(processed_before);
+        if records > 0 {
+            self.metrics.process_time += spent;
+            let per_record = spent / records.min(u32::MAX as u64) as u32;
+            self.metrics.process_latency_max = self.metrics.process_latency_max.max(per_record);
+        }
         self.punctuate_wall_clock()?;
         self.pause_parked(consumer);
         self.poll_in_flight()?;
@@ -284,6 +371,10 @@ impl ThreadCore {
         self.producer.check_failures()?;
         self.report();
         Ok(())
+    }
+
+    fn processed_by_tasks(&self) -> u64 {
+        self.tasks.values().map(|t| t.metrics.processed).sum()
     }
 
     fn has_work(&self) -> bool {
@@ -358,6 +449,33 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecor
     )
 }
 
+/// A consumer error that no retry fixes, as the error that ends the thread: librdkafka's fatal
+/// errors, and authorization or configuration failures of the group or its topics. Others
+/// (a broker briefly away, a partition's leader moving) librdkafka retries itself.
+fn fatal_consumer_error(
+    consumer: &Consumer_,
+    error: &rdkafka::error::KafkaError,
+) -> Option<StreamsError> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    if let Some((code, reason)) = consumer.client().fatal_error() {
+        return Some(StreamsError::Fatal(format!(
+            "the consumer failed fatally ({code:?}): {reason}"
+        )));
+    }
+    match error.rdkafka_error_code() {
+        Some(
+            Code::GroupAuthorizationFailed
+            | Code::TopicAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::SaslAuthenticationFailed
+            | Code::InvalidGroupId
+            | Code::UnsupportedVersion
+            | Code::InconsistentGroupProtocol,
+        ) => Some(StreamsError::kafka("consuming", error.clone())),
+        _ => None,
+    }
+}
+
 /// Everything a stream thread needs to start.
 pub(crate) struct ThreadSetup {
     pub(crate) index: usize,
@@ -378,6 +496,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) committed: SharedCommitted,
     /// Group membership changes by any thread of the instance; see `handoff`.
     pub(crate) membership_changes: Arc<AtomicU64>,
+    /// Where the thread publishes its tasks for interactive queries and metadata.
+    pub(crate) view: SharedView,
 }
 
 /// Runs a stream thread until shutdown or an error it cannot recover from.
@@ -450,7 +570,6 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         shared_committed: setup.committed.clone(),
         received_assignment: false,
         rebalance_started: None,
-        started: Instant::now(),
         handoffs: Handoffs::new(
             setup.membership_changes.clone(),
             setup.config.consumer_group_protocol(),
@@ -463,6 +582,11 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         failing_since: None,
         pending_error: None,
         in_flight: None,
+        shared_view: setup.view.clone(),
+        published: Default::default(),
+        metrics_published: None,
+        lags: BTreeMap::new(),
+        group_answered: false,
     }));
     let consumer: Consumer_ = setup
         .consumer
@@ -494,17 +618,22 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 (timeout, c.wants_records())
             };
             let mut batch = Vec::new();
+            let poll_started = Instant::now();
             let polled = if wants_records {
                 consumer.poll(timeout)
             } else {
                 None // full buffers: process first (rebalance callbacks wait one round)
             };
+            let poll_spent = poll_started.elapsed();
             if let Some(first) = polled {
                 let mut next = Some(first);
                 while let Some(result) = next {
                     match result {
                         Ok(m) => batch.push(detach(&m)),
                         Err(e) => {
+                            if let Some(fatal) = fatal_consumer_error(&consumer, &e) {
+                                return Err(fatal);
+                            }
                             tracing::warn!(thread = %setup.name, error = %e, "consumer error")
                         }
                     }
@@ -516,6 +645,10 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
             }
             let (nudge, rejoin) = {
                 let mut c = lock(&core);
+                if wants_records {
+                    c.metrics.polls += 1;
+                    c.metrics.poll_time += poll_spent;
+                }
                 c.route(batch);
                 if let Err(e) = c.maintain(&consumer) {
                     match recovery::classify(&e) {

@@ -37,6 +37,28 @@ impl ClientContext for ThreadContext {
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
         crate::runtime::client_log::forward_error(&error, reason);
     }
+
+    /// librdkafka's statistics (every `statistics.interval.ms`, served by `poll`): the lag of
+    /// each assigned partition, and whether the group has answered this member.
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(group) = &statistics.cgrp {
+            if group.state == "up" && group.join_state == "steady" {
+                core.group_answered = true;
+            }
+        }
+        let mut lags = std::collections::BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                let key = (topic.clone(), *partition);
+                // -1 is librdkafka's internal unassigned partition; a lag of -1 is unknown.
+                if *partition >= 0 && p.consumer_lag >= 0 && core.assigned.contains(&key) {
+                    lags.insert(key, p.consumer_lag);
+                }
+            }
+        }
+        core.lags = lags;
+    }
 }
 
 impl ConsumerContext for ThreadContext {
