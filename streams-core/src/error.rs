@@ -130,6 +130,17 @@ pub enum StreamsError {
         reason: String,
     },
 
+    /// A global store could not be restored or kept up to date.
+    #[error("global store `{store}` (topic `{topic}`): {reason}")]
+    GlobalStore {
+        /// The store.
+        store: String,
+        /// The topic it is read from.
+        topic: String,
+        /// What went wrong.
+        reason: String,
+    },
+
     /// The embedded (mock) Kafka cluster failed.
     #[error("embedded Kafka: {0}")]
     Embedded(String),

@@ -5,7 +5,8 @@
 //! topics that the topology itself reads (repartition topics) are fed back in, and every task
 //! then commits, flushing its caches, so a KTable's update shows up at once, as in Kafka Streams'
 //! test driver. Output records (including changelog and repartition records) are kept per topic
-//! until read. Wall-clock time only moves when the test moves it.
+//! until read. Wall-clock time only moves when the test moves it. A record piped into the topic
+//! of a global store updates that store at once (as if the global thread had read it).
 //!
 //! ```
 //! use streams_core::processor::{Processor, ProcessorContext, ProcessorResult};
@@ -44,7 +45,7 @@ use std::time::Duration;
 
 use state_stores::cache::CacheBudget;
 use state_stores::serdes::{from_payload, to_payload, Serde};
-use state_stores::state_dir::StateDirectory;
+use state_stores::state_dir::{StateDirectory, TaskDirectory};
 use state_stores::typed::{KeyValueStore, SessionStore, WindowStore};
 use state_stores::RocksDbMemory;
 
@@ -52,8 +53,9 @@ use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord, Record};
+use crate::runtime::global;
 use crate::task::runtime::StoreHandle;
-use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
+use crate::task::{GlobalStores, StreamTask, TaskEnv, TaskId, TaskMetrics};
 use crate::topology::Topology;
 
 /// A record a topology wrote, as bytes.
@@ -102,6 +104,11 @@ struct DriverInner {
     next_offset: HashMap<String, i64>,
     wall_clock_ms: i64,
     state_root: PathBuf,
+    /// Global stores, and the topic -> store they are read from.
+    globals: GlobalStores,
+    global_topics: HashMap<String, String>,
+    /// The lock of the global stores' directory.
+    _global_dir: Option<TaskDirectory>,
 }
 
 impl Drop for DriverInner {
@@ -109,6 +116,11 @@ impl Drop for DriverInner {
         for task in self.tasks.drain(..) {
             if let Err(e) = task.close() {
                 tracing::warn!(error = %e, "closing a test driver task");
+            }
+        }
+        for (name, store) in self.globals.iter() {
+            if let Err(e) = store.close() {
+                tracing::warn!(store = %name, error = %e, "closing a test driver global store");
             }
         }
         let _ = std::fs::remove_dir_all(&self.state_root);
@@ -124,6 +136,20 @@ impl DriverInner {
 
     /// Feeds one record to the task reading `topic` and runs everything until quiet.
     fn pipe(&mut self, topic: &str, mut raw: RawRecord) -> Result<()> {
+        if let Some(store) = self.global_topics.get(topic) {
+            // A global table's topic: the store is updated at once, as the global thread does.
+            let handle = self
+                .globals
+                .get(store)
+                .ok_or_else(|| StreamsError::topology(store, "no such global store"))?;
+            return global::apply(
+                handle,
+                store,
+                topic,
+                raw.key.as_deref(),
+                raw.value.as_deref(),
+            );
+        }
         let task = self.task_reading(topic).ok_or_else(|| {
             StreamsError::topology(topic, "no source of this topology reads this topic")
         })?;
@@ -194,6 +220,7 @@ impl DriverInner {
         self.tasks
             .iter()
             .find_map(|t| t.store(name))
+            .or_else(|| self.globals.get(name))
             .ok_or_else(|| StreamsError::topology(name, "no such store in this topology"))
     }
 }
@@ -226,12 +253,29 @@ impl TopologyTestDriver {
             .join(format!("test-driver-{}-{nanos}", std::process::id()));
         let state_dir = StateDirectory::new(&state_root, &config.application_id)?;
         let collector = Arc::new(CapturingCollector::default());
+        let rocksdb = RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?;
+        let global_dir = if topology.global_stores().is_empty() {
+            None
+        } else {
+            Some(state_dir.lock_task(global::GLOBAL_DIR)?)
+        };
+        let globals: GlobalStores = Arc::new(global::open_stores(
+            &topology,
+            &config.defaults,
+            global_dir.as_ref(),
+            &rocksdb,
+        )?);
+        let global_topics = topology
+            .global_stores()
+            .iter()
+            .map(|g| (g.topic.clone(), g.store.clone()))
+            .collect();
         let env = TaskEnv {
             application_id: config.application_id.as_str().into(),
             defaults: config.defaults.clone(),
             collector: collector.clone(),
             state_dir,
-            rocksdb: RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?,
+            rocksdb,
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
             timestamps: config.timestamps.clone(),
@@ -239,6 +283,7 @@ impl TopologyTestDriver {
             wall_clock_ms: 0,
             // The driver commits no transactions: stores write through.
             transactional: false,
+            globals: globals.clone(),
         };
         let topology = Arc::new(topology);
         let mut tasks = Vec::new();
@@ -263,6 +308,9 @@ impl TopologyTestDriver {
             next_offset: HashMap::new(),
             wall_clock_ms: 0,
             state_root,
+            globals,
+            global_topics,
+            _global_dir: global_dir,
         };
         let driver = TopologyTestDriver {
             inner: Rc::new(RefCell::new(inner)),

@@ -27,6 +27,7 @@ use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 /// do all the time; a re-check every 10 ms costs nothing measurable.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 use crate::runtime::control;
+use crate::runtime::global::GlobalStateUpdater;
 use crate::runtime::state::{State, StateCell, StateListener};
 use crate::runtime::thread::{self, SharedCommitted, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
@@ -56,6 +57,8 @@ struct Running {
     claim: ProcessClaim,
     /// Stream threads alive; the last to end settles the final state.
     live: Arc<AtomicUsize>,
+    /// The global stores, restored before the stream threads start.
+    globals: crate::task::GlobalStores,
 }
 
 /// A Kafka Streams application instance: runs a [`Topology`] on Kafka.
@@ -286,11 +289,31 @@ impl KafkaStreams {
         let claim = state_dir.claim_process(&process_id())?;
         let rocksdb = RocksDbMemory::new(inner.config.rocksdb_memory_bytes)?;
         let threads = inner.config.num_stream_threads;
+        let live = Arc::new(AtomicUsize::new(threads));
+        // Global stores: restored in full before any stream thread starts.
+        let mut global = GlobalStateUpdater::start(
+            &inner.topology,
+            &inner.config,
+            &state_dir,
+            &rocksdb,
+            inner.state.clone(),
+            inner.shutdown.clone(),
+            live.clone(),
+        )
+        .inspect_err(|e| tracing::error!(error = %e, "cannot restore the global stores"))?;
+        if let Some(handle) = global.take_thread() {
+            inner
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle);
+        }
         *inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             state_dir,
             rocksdb,
             claim,
-            live: Arc::new(AtomicUsize::new(threads)),
+            live,
+            globals: global.stores(),
         });
         *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
             .map(|_| Arc::new(Mutex::new(ThreadMetrics::default())))
@@ -530,7 +553,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
     let name = format!("{app}-StreamThread-{}", index + 1);
     let exactly_once = c.guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let none = std::collections::BTreeMap::new();
-    let (state_dir, rocksdb, process) = {
+    let (state_dir, rocksdb, process, globals) = {
         let running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
         let r = running
             .as_ref()
@@ -539,6 +562,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
             r.state_dir.clone(),
             r.rocksdb.clone(),
             r.claim.id().to_owned(),
+            r.globals.clone(),
         )
     };
 
@@ -644,6 +668,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         metrics,
         committed,
         membership_changes: inner.membership_changes.clone(),
+        globals,
     })
 }
 

@@ -378,6 +378,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) committed: SharedCommitted,
     /// Group membership changes by any thread of the instance; see `handoff`.
     pub(crate) membership_changes: Arc<AtomicU64>,
+    /// The instance's global stores, restored before the thread starts.
+    pub(crate) globals: crate::task::GlobalStores,
 }
 
 /// Runs a stream thread until shutdown or an error it cannot recover from.
@@ -414,6 +416,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         timestamps: config.timestamps.clone(),
         wall_clock_ms: 0,
         transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
+        globals: setup.globals.clone(),
     };
     let core = Arc::new(Mutex::new(ThreadCore {
         name: setup.name.clone(),
