@@ -55,7 +55,7 @@ use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord, Record};
 use crate::runtime::global;
 use crate::task::runtime::StoreHandle;
-use crate::task::{GlobalStores, StreamTask, TaskEnv, TaskId, TaskMetrics};
+use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
 use crate::topology::Topology;
 
 /// A record a topology wrote, as bytes.
@@ -104,8 +104,9 @@ struct DriverInner {
     next_offset: HashMap<String, i64>,
     wall_clock_ms: i64,
     state_root: PathBuf,
-    /// Global stores, and the topic -> store they are read from.
-    globals: GlobalStores,
+    /// Global stores (writable: the driver applies their topics), and the topic -> store they
+    /// are read from.
+    globals: HashMap<String, StoreHandle>,
     global_topics: HashMap<String, String>,
     /// The lock of the global stores' directory.
     _global_dir: Option<TaskDirectory>,
@@ -259,12 +260,8 @@ impl TopologyTestDriver {
         } else {
             Some(state_dir.lock_task(global::GLOBAL_DIR)?)
         };
-        let globals: GlobalStores = Arc::new(global::open_stores(
-            &topology,
-            &config.defaults,
-            global_dir.as_ref(),
-            &rocksdb,
-        )?);
+        let globals =
+            global::open_stores(&topology, &config.defaults, global_dir.as_ref(), &rocksdb)?;
         let global_topics = topology
             .global_stores()
             .iter()
@@ -283,7 +280,7 @@ impl TopologyTestDriver {
             wall_clock_ms: 0,
             // The driver commits no transactions: stores write through.
             transactional: false,
-            globals: globals.clone(),
+            globals: global::read_only(&globals),
         };
         let topology = Arc::new(topology);
         let mut tasks = Vec::new();

@@ -339,3 +339,87 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+// ---- Processor API access ----
+
+struct Lookup {
+    write: bool,
+}
+
+impl streams_core::processor::Processor<String, String, String, String> for Lookup {
+    fn process(
+        &mut self,
+        r: streams_core::record::Record<String, String>,
+        ctx: &mut streams_core::processor::ProcessorContext<'_, String, String>,
+    ) -> streams_core::processor::ProcessorResult {
+        let store = ctx.key_value_store::<String, String>("lookup")?;
+        if self.write {
+            store.put(&r.key, &r.value)?;
+        }
+        let found = store.get(&r.key)?.unwrap_or_default();
+        ctx.forward(r.with_value(found))
+    }
+}
+
+fn run_lookup(write: bool) -> streams_core::Result<(TopologyTestDriver, Orders, Products)> {
+    let builder = StreamsBuilder::new();
+    let table = builder.global_table::<String, String>(
+        "lookup-topic",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("lookup"),
+    );
+    assert_eq!(table.queryable_store_name(), "lookup");
+    builder
+        .stream::<String, String>("in", Consumed::with(Serdes::string(), Serdes::string()))
+        .process(move || Lookup { write }, &["lookup"])
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let driver = TopologyTestDriver::new(builder.build()?, StreamsConfig::new("global-papi"))?;
+    let i = driver.create_input_topic("in", Serdes::string(), Serdes::string());
+    let t = driver.create_input_topic(
+        "lookup-topic",
+        Serdes::string(),
+        Serdes::option(Serdes::string()),
+    );
+    Ok((driver, i, t))
+}
+
+#[test]
+fn processors_read_a_global_store_by_name_but_cannot_write_it() -> R {
+    let (driver, i, t) = run_lookup(false)?;
+    let out = driver.create_output_topic("out", Serdes::string(), Serdes::string());
+    t.pipe_input_at(s("k"), Some(s("found")), 1)?;
+    i.pipe_input_at(s("k"), s("x"), 2)?;
+    assert_eq!(out.read_value()?, Some(s("found")));
+
+    let (_driver, i, _t) = run_lookup(true)?;
+    let err = i
+        .pipe_input_at(s("k"), s("x"), 2)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("lookup") && err.contains("read-only"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn a_topic_is_either_a_global_table_or_a_stream_source() {
+    let builder = StreamsBuilder::new();
+    let table = builder.global_table::<String, String>(
+        "shared",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("shared-store"),
+    );
+    builder
+        .stream::<String, String>("shared", Consumed::with(Serdes::string(), Serdes::string()))
+        .join_global(&table, |k, _| k.clone(), |v, g| format!("{v}{g}"))
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let err = builder
+        .build()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("shared-store") && err.contains("`shared`"),
+        "{err}"
+    );
+}

@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,8 +36,9 @@ use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use state_stores::state_dir::{StateDirectory, TaskDirectory};
-use state_stores::typed::StoreCell;
-use state_stores::{RocksDbMemory, StoreBuilder};
+use state_stores::store::{ChangelogRecord, KeyValueBytesStore, KeyValueIter, StateStore};
+use state_stores::typed::{SharedKeyValueStore, StoreCell};
+use state_stores::{RocksDbMemory, StoreBuilder, StoreError};
 
 use super::client_log::TracingContext;
 use super::state::StateCell;
@@ -91,6 +92,98 @@ pub(crate) fn open_stores(
         );
     }
     Ok(stores)
+}
+
+/// The stores as tasks see them: read-only views of `stores` (a write fails, naming the store).
+pub(crate) fn read_only(stores: &HashMap<String, StoreHandle>) -> GlobalStores {
+    Arc::new(
+        stores
+            .iter()
+            .filter_map(|(name, handle)| match handle {
+                StoreHandle::KeyValue(cell, keys, values) => Some((
+                    name.clone(),
+                    StoreHandle::KeyValue(
+                        StoreCell::new(Box::new(ReadOnlyKeyValue {
+                            name: name.clone(),
+                            inner: cell.clone(),
+                        }) as Box<dyn KeyValueBytesStore>),
+                        keys.clone(),
+                        values.clone(),
+                    ),
+                )),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// A global store as a task sees it: reads go to the store, writes fail. Only the global
+/// thread writes, flushes and closes the store itself.
+struct ReadOnlyKeyValue {
+    name: String,
+    inner: SharedKeyValueStore,
+}
+
+impl ReadOnlyKeyValue {
+    fn refuse<T>(&self) -> state_stores::Result<T> {
+        Err(StoreError::Config {
+            store: self.name.clone(),
+            reason: "it is a global store, read-only for processors: only its topic updates it"
+                .into(),
+        })
+    }
+}
+
+impl StateStore for ReadOnlyKeyValue {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn persistent(&self) -> bool {
+        false
+    }
+
+    fn flush(&mut self) -> state_stores::Result<()> {
+        Ok(())
+    }
+
+    fn close(&mut self) -> state_stores::Result<()> {
+        Ok(())
+    }
+
+    fn restore_batch(&mut self, _records: &[ChangelogRecord]) -> state_stores::Result<()> {
+        self.refuse()
+    }
+}
+
+impl KeyValueBytesStore for ReadOnlyKeyValue {
+    fn get(&self, key: &[u8]) -> state_stores::Result<Option<Vec<u8>>> {
+        self.inner.with(|s| s.get(key))?
+    }
+
+    fn put(&mut self, _key: &[u8], _value: &[u8]) -> state_stores::Result<()> {
+        self.refuse()
+    }
+
+    fn delete(&mut self, _key: &[u8]) -> state_stores::Result<Option<Vec<u8>>> {
+        self.refuse()
+    }
+
+    fn range(
+        &self,
+        from: Option<&[u8]>,
+        to: Option<&[u8]>,
+    ) -> state_stores::Result<KeyValueIter<'_>> {
+        // The store's lock cannot outlive this call: the entries are read at once.
+        let entries = self
+            .inner
+            .with(|s| s.range(from, to)?.collect::<state_stores::Result<Vec<_>>>())??;
+        Ok(Box::new(entries.into_iter().map(Ok)))
+    }
+
+    fn approximate_num_entries(&self) -> state_stores::Result<u64> {
+        self.inner.with(|s| s.approximate_num_entries())?
+    }
 }
 
 /// Applies one record of `topic` to the global store `store`: a put, or a delete for a null
@@ -165,6 +258,27 @@ fn write_checkpoint(path: &Path, offsets: &BTreeMap<(String, i32), i64>) -> Resu
         })
 }
 
+/// How many records the global stores took in.
+#[derive(Debug, Default)]
+pub(crate) struct GlobalCounters {
+    /// Restored at start.
+    pub(crate) restored: AtomicU64,
+    /// Applied by the global thread after the restore.
+    pub(crate) applied: AtomicU64,
+}
+
+/// What the global thread shares with its instance.
+pub(crate) struct InstanceLinks {
+    /// Where a failure is reported.
+    pub(crate) state: Arc<StateCell>,
+    /// Set when the instance stops.
+    pub(crate) shutdown: Arc<AtomicBool>,
+    /// Stream threads alive: the stores close once none is.
+    pub(crate) live: Arc<AtomicUsize>,
+    /// What the global stores took in.
+    pub(crate) counters: Arc<GlobalCounters>,
+}
+
 /// The global stores of a running instance and the thread keeping them up to date.
 pub(crate) struct GlobalStateUpdater {
     stores: GlobalStores,
@@ -180,7 +294,7 @@ impl GlobalStateUpdater {
         }
     }
 
-    /// The stores, for the tasks.
+    /// The stores as the tasks see them (read-only).
     pub(crate) fn stores(&self) -> GlobalStores {
         self.stores.clone()
     }
@@ -192,46 +306,55 @@ impl GlobalStateUpdater {
 
     /// Opens and restores the global stores, then starts the global thread; see the
     /// [module docs](self). Blocks until the stores are restored. The thread stops when
-    /// `shutdown` is set, once `live` stream threads are down to zero (so no task reads a
-    /// closed store), and reports a failure to `state`.
+    /// `shutdown` is set and closes the stores once the `live` stream threads are down to zero
+    /// (so no task reads a closed store); it reports a failure to `state`.
     pub(crate) fn start(
         topology: &Topology,
         config: &ResolvedConfig,
         state_dir: &StateDirectory,
         rocksdb: &RocksDbMemory,
-        state: Arc<StateCell>,
-        shutdown: Arc<AtomicBool>,
-        live: Arc<AtomicUsize>,
+        links: InstanceLinks,
     ) -> Result<Self> {
+        let InstanceLinks {
+            state,
+            shutdown,
+            live,
+            counters,
+        } = links;
         if topology.global_stores().is_empty() {
             return Ok(Self::none());
         }
         let dir = state_dir.lock_task(GLOBAL_DIR)?;
         let checkpoint_path = dir.path().join(CHECKPOINT_FILE);
-        let persistent = topology
+        // Only persistent stores keep what the checkpoint covers; in-memory ones start empty.
+        let persistent_topics: Vec<&str> = topology
             .global_stores()
             .iter()
-            .any(|g| topology.store(&g.store).is_some_and(|d| d.persistent));
-        let checkpoint = if persistent {
-            read_checkpoint(&checkpoint_path)
-        } else {
-            None
-        };
+            .filter(|g| topology.store(&g.store).is_some_and(|d| d.persistent))
+            .map(|g| g.topic.as_str())
+            .collect();
+        let checkpoint = read_checkpoint(&checkpoint_path).map(|offsets| {
+            offsets
+                .into_iter()
+                .filter(|((topic, _), _)| persistent_topics.contains(&topic.as_str()))
+                .collect::<BTreeMap<_, _>>()
+        });
         if checkpoint.is_none() {
             // Whatever is on disk is of unknown age: rebuild from the start of the topics.
             dir.wipe()?;
         }
         let stores = open_stores(topology, &config.defaults, Some(&dir), rocksdb)?;
+        let views = read_only(&stores);
         let mut updater = Updater::new(config, topology, stores, dir, checkpoint_path)?;
         updater.assign(checkpoint.unwrap_or_default())?;
-        updater.restore(&shutdown)?;
-        let stores = updater.stores.clone();
+        let restored = updater.restore(&shutdown)?;
+        counters.restored.store(restored, Ordering::Relaxed);
         let name = format!("{}-GlobalStreamThread", config.application_id);
         let commit_interval = config.commit_interval;
         let thread = std::thread::Builder::new()
             .name(name.clone())
             .spawn(move || {
-                if let Err(e) = updater.run(&shutdown, commit_interval) {
+                if let Err(e) = updater.run(&shutdown, commit_interval, &counters) {
                     tracing::error!(thread = %name, error = %e, "the global thread failed; stopping the instance");
                     state.fail(e);
                     shutdown.store(true, Ordering::Relaxed);
@@ -244,7 +367,7 @@ impl GlobalStateUpdater {
             })
             .map_err(|e| StreamsError::Fatal(format!("spawning the global thread: {e}")))?;
         Ok(GlobalStateUpdater {
-            stores,
+            stores: views,
             thread: Some(thread),
         })
     }
@@ -350,7 +473,7 @@ impl Updater {
     }
 
     /// Reads until every partition reached the end offset it had when the restore began.
-    fn restore(&mut self, shutdown: &AtomicBool) -> Result<()> {
+    fn restore(&mut self, shutdown: &AtomicBool) -> Result<u64> {
         let started = Instant::now();
         let assignment = self
             .consumer
@@ -403,7 +526,7 @@ impl Updater {
                 break;
             }
             if shutdown.load(Ordering::Relaxed) {
-                return Ok(());
+                return Ok(restored);
             }
             if last_progress.elapsed() >= PROGRESS_EVERY {
                 tracing::info!(
@@ -422,7 +545,7 @@ impl Updater {
             ms = started.elapsed().as_millis() as u64,
             "global stores restored"
         );
-        Ok(())
+        Ok(restored)
     }
 
     /// The next offset of a partition: the larger of what was applied and the consumer's
@@ -505,10 +628,16 @@ impl Updater {
     }
 
     /// Keeps the stores up to date until `shutdown`.
-    fn run(&mut self, shutdown: &AtomicBool, commit_interval: Duration) -> Result<()> {
+    fn run(
+        &mut self,
+        shutdown: &AtomicBool,
+        commit_interval: Duration,
+        counters: &GlobalCounters,
+    ) -> Result<()> {
         let mut last_checkpoint = Instant::now();
         while !shutdown.load(Ordering::Relaxed) {
-            self.poll_once()?;
+            let applied = self.poll_once()?;
+            counters.applied.fetch_add(applied, Ordering::Relaxed);
             if last_checkpoint.elapsed() >= commit_interval {
                 self.checkpoint()?;
                 last_checkpoint = Instant::now();

@@ -27,7 +27,7 @@ use crate::handlers::{StreamThreadExceptionResponse, UncaughtExceptionHandler};
 /// do all the time; a re-check every 10 ms costs nothing measurable.
 const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 use crate::runtime::control;
-use crate::runtime::global::GlobalStateUpdater;
+use crate::runtime::global::{GlobalCounters, GlobalStateUpdater, InstanceLinks};
 use crate::runtime::state::{State, StateCell, StateListener};
 use crate::runtime::thread::{self, SharedCommitted, ThreadMetrics, ThreadSetup};
 use crate::runtime::topics;
@@ -47,6 +47,8 @@ struct Inner {
     handler: Mutex<Option<UncaughtExceptionHandler>>,
     /// What a started instance holds; `None` before `start`.
     running: Mutex<Option<Running>>,
+    /// The global stores' counters.
+    global: Arc<GlobalCounters>,
 }
 
 /// What a started instance shares among its threads (and their replacements).
@@ -89,6 +91,11 @@ impl std::fmt::Debug for KafkaStreams {
 pub struct StreamsMetrics {
     /// One entry per stream thread.
     pub threads: Vec<ThreadMetrics>,
+    /// Records the global stores restored when the instance started (only those after the
+    /// checkpoint, with persistent global stores).
+    pub global_restored: u64,
+    /// Records the global thread applied to the global stores since.
+    pub global_applied: u64,
 }
 
 impl StreamsMetrics {
@@ -136,6 +143,7 @@ impl KafkaStreams {
                 topology: Arc::new(topology),
                 config,
                 state: Arc::new(StateCell::new()),
+                global: Arc::default(),
                 threads: Mutex::new(Vec::new()),
                 shutdown: Arc::new(AtomicBool::new(false)),
                 metrics: Mutex::new(Vec::new()),
@@ -231,6 +239,8 @@ impl KafkaStreams {
                 .iter()
                 .map(|m| *m.lock().unwrap_or_else(|p| p.into_inner()))
                 .collect(),
+            global_restored: self.inner.global.restored.load(Ordering::Relaxed),
+            global_applied: self.inner.global.applied.load(Ordering::Relaxed),
         }
     }
 
@@ -296,9 +306,12 @@ impl KafkaStreams {
             &inner.config,
             &state_dir,
             &rocksdb,
-            inner.state.clone(),
-            inner.shutdown.clone(),
-            live.clone(),
+            InstanceLinks {
+                state: inner.state.clone(),
+                shutdown: inner.shutdown.clone(),
+                live: live.clone(),
+                counters: inner.global.clone(),
+            },
         )
         .inspect_err(|e| tracing::error!(error = %e, "cannot restore the global stores"))?;
         if let Some(handle) = global.take_thread() {
@@ -312,7 +325,7 @@ impl KafkaStreams {
             state_dir,
             rocksdb,
             claim,
-            live,
+            live: live.clone(),
             globals: global.stores(),
         });
         *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
@@ -325,7 +338,12 @@ impl KafkaStreams {
         inner.state.transition(State::Rebalancing);
         if watch_control {
             let watcher =
-                control::watch(&inner.config, inner.state.clone(), inner.shutdown.clone())?;
+                control::watch(&inner.config, inner.state.clone(), inner.shutdown.clone())
+                    .inspect_err(|_| {
+                        // No stream thread will run: let the global thread stop.
+                        inner.shutdown.store(true, Ordering::Relaxed);
+                        live.store(0, Ordering::Release);
+                    })?;
             inner
                 .threads
                 .lock()
@@ -335,6 +353,8 @@ impl KafkaStreams {
         for index in 0..threads {
             if let Err(e) = spawn_thread(inner, index) {
                 inner.shutdown.store(true, Ordering::Relaxed);
+                // Threads never spawned never end: the global thread must not wait for them.
+                live.fetch_sub(threads - index, Ordering::AcqRel);
                 return Err(e);
             }
         }

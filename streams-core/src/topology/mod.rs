@@ -435,6 +435,15 @@ impl TopologyBuilder {
                 "a store with this name exists already",
             ));
         }
+        if let Some(other) = self.globals.iter().find(|g| g.topic == topic) {
+            return Err(StreamsError::topology(
+                &store.name,
+                format!(
+                    "topic `{topic}` is read by global store `{}` already; share that global table",
+                    other.store
+                ),
+            ));
+        }
         let store = store.without_logging().without_caching();
         self.globals.push(GlobalStore {
             store: store.name.clone(),
@@ -619,6 +628,20 @@ impl TopologyBuilder {
                         .filter(|s| !self.globals.iter().any(|g| &g.store == *s))
                         .cloned(),
                 );
+            }
+            if let Some(global) = self.globals.iter().find(|g| {
+                source_topics
+                    .iter()
+                    .any(|t| matches!(t, TopicName::External(name) if *name == g.topic))
+            }) {
+                return Err(StreamsError::topology(
+                    &global.store,
+                    format!(
+                        "topic `{}` is read by this global store and by a stream or table source; \
+                         a topic can only be one of them",
+                        global.topic
+                    ),
+                ));
             }
             if source_topics.is_empty() {
                 return Err(StreamsError::topology(
