@@ -6,7 +6,8 @@
 //! then commits, flushing its caches, so a KTable's update shows up at once, as in Kafka Streams'
 //! test driver. Output records (including changelog and repartition records) are kept per topic
 //! until read. Wall-clock time only moves when the test moves it. A record piped into the topic
-//! of a global store updates that store at once (as if the global thread had read it).
+//! of a global store, or written to it by the topology, updates that store at once (as if the
+//! global thread had read it).
 //!
 //! ```
 //! use streams_core::processor::{Processor, ProcessorContext, ProcessorResult};
@@ -171,14 +172,14 @@ impl DriverInner {
                     busy = true;
                 }
             }
-            busy |= self.route_outputs();
+            busy |= self.route_outputs()?;
             if busy {
                 continue;
             }
             for task in &mut self.tasks {
                 task.flush()?;
             }
-            if !self.route_outputs() {
+            if !self.route_outputs()? {
                 return Ok(());
             }
         }
@@ -186,7 +187,7 @@ impl DriverInner {
 
     /// Moves captured output to the per-topic output queues and to the tasks reading them;
     /// returns whether any task got input.
-    fn route_outputs(&mut self) -> bool {
+    fn route_outputs(&mut self) -> Result<bool> {
         let produced = std::mem::take(
             &mut *self
                 .collector
@@ -196,6 +197,20 @@ impl DriverInner {
         );
         let mut fed = false;
         for record in produced {
+            if let Some(store) = self.global_topics.get(&record.topic) {
+                // Written to a global table's topic: the global thread would read it back.
+                let handle = self
+                    .globals
+                    .get(store)
+                    .ok_or_else(|| StreamsError::topology(store, "no such global store"))?;
+                global::apply(
+                    handle,
+                    store,
+                    &record.topic,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                )?;
+            }
             if let Some(task) = self.task_reading(&record.topic) {
                 let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
                 let raw = RawRecord {
@@ -214,7 +229,7 @@ impl DriverInner {
                 .or_default()
                 .push_back(record);
         }
-        fed
+        Ok(fed)
     }
 
     fn store(&self, name: &str) -> Result<&StoreHandle> {

@@ -423,3 +423,40 @@ fn a_topic_is_either_a_global_table_or_a_stream_source() {
         "{err}"
     );
 }
+
+#[test]
+fn a_topology_writing_the_global_topic_updates_the_global_store_and_describes_it() -> R {
+    let builder = StreamsBuilder::new();
+    let names = builder.global_table::<String, String>(
+        "names",
+        Consumed::with(Serdes::string(), Serdes::string()),
+        Materialized::as_("names"),
+    );
+    builder
+        .stream::<String, String>(
+            "renames",
+            Consumed::with(Serdes::string(), Serdes::string()),
+        )
+        .to("names", Produced::with(Serdes::string(), Serdes::string()));
+    builder
+        .stream::<String, String>("greet", Consumed::with(Serdes::string(), Serdes::string()))
+        .join_global(&names, |k, _| k.clone(), |v, n| format!("{v} {n}"))
+        .to(
+            "greetings",
+            Produced::with(Serdes::string(), Serdes::string()),
+        );
+    let topology = builder.build()?;
+    let text = topology.describe().to_string();
+    assert!(
+        text.contains("Global store: names (topic: names;"),
+        "{text}"
+    );
+    let driver = TopologyTestDriver::new(topology, StreamsConfig::new("global-write"))?;
+    let renames = driver.create_input_topic("renames", Serdes::string(), Serdes::string());
+    let greet = driver.create_input_topic("greet", Serdes::string(), Serdes::string());
+    let out = driver.create_output_topic("greetings", Serdes::string(), Serdes::string());
+    renames.pipe_input_at(s("k"), s("Ada"), 1)?;
+    greet.pipe_input_at(s("k"), s("hello"), 2)?;
+    assert_eq!(out.read_value()?, Some(s("hello Ada")));
+    Ok(())
+}
