@@ -1,7 +1,8 @@
 //! Global tables on a broker: the global store holds every partition of its topic on each
 //! instance before processing starts, the global thread keeps it up to date, a restart with a
-//! persistent global store restores only the records after its checkpoint, and a missing global
-//! topic stops the start with an error naming it (on the embedded broker); two instances each
+//! persistent global store restores only the records after its checkpoint (all of them when the
+//! checkpoint lies outside the log), and a missing global topic stops the start with an error
+//! naming it (on the embedded broker); two instances each
 //! join their share of a stream against the whole global table, then one restarts and restores
 //! only the tail (on a real broker; ignored by a plain `cargo test`, `scripts/test.sh` runs it).
 
@@ -212,6 +213,23 @@ fn a_global_table_holds_every_partition_stays_current_and_restores_only_its_tail
     produce(&bootstrap, "g-orders", &third);
     want.extend(expected(&third, &table));
     assert_eq!(read_output(&bootstrap, "g-out", 120), want);
+    assert!(streams.close(Duration::from_secs(30)));
+    drop(streams);
+
+    // A checkpoint beyond the log (as after the topic was recreated): restored in full.
+    let checkpoint = state.path().join("global-embedded/global/.checkpoint");
+    let text = std::fs::read_to_string(&checkpoint).expect("a checkpoint was written");
+    assert_eq!(text.lines().count(), 3, "one line per partition: {text}");
+    std::fs::write(&checkpoint, "g-products 0 1000000\n").expect("overwrite the checkpoint");
+    let streams =
+        KafkaStreams::new(topology("g-orders", "g-products", "g-out"), config()).expect("instance");
+    streams.start().expect("restart");
+    assert_eq!(streams.metrics().global_restored, 45, "every record again");
+    wait_running(&[&streams]);
+    let fourth = orders(120..130, 36);
+    produce(&bootstrap, "g-orders", &fourth);
+    want.extend(expected(&fourth, &table));
+    assert_eq!(read_output(&bootstrap, "g-out", 130), want);
     assert!(streams.close(Duration::from_secs(30)));
 }
 

@@ -19,8 +19,10 @@
 //! `key_selector(key, value)` and looks it up. An inner join ([`KStream::join_global`]) yields
 //! `joiner(value, row)` if the key is in the table and nothing otherwise; a left join
 //! ([`KStream::left_join_global`]) yields `joiner(value, None)` when it is not. A selected key
-//! that serializes as null matches nothing. The result keeps the stream record's key, timestamp
-//! and headers. Since every instance has the whole table, the stream needs neither
+//! that serializes as null matches nothing (an inner join drops the record, a left join yields
+//! `joiner(value, None)`, as Kafka Streams does since 3.7). Stream values reach the selector and
+//! the joiner as they are, as in stream-table joins. The result keeps the stream record's key,
+//! timestamp and headers. Since every instance has the whole table, the stream needs neither
 //! co-partitioning with the table's topic nor a repartition after a key change.
 
 use std::marker::PhantomData;

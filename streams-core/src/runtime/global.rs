@@ -18,9 +18,10 @@
 //! checkpoint file (`.checkpoint`, one `topic partition offset` line per partition) after the
 //! stores were flushed, every `commit.interval.ms` and on close. A restart with persistent
 //! stores and a checkpoint restores only the records after it; without a checkpoint (or with
-//! in-memory stores) the stores are restored from the start of the topic. The store may be
-//! ahead of its checkpoint after a crash; replaying records it already holds leaves the same
-//! table.
+//! in-memory stores) the stores are restored from the start of the topic, and so they are when
+//! a checkpointed offset lies outside its partition's log (the topic was recreated or
+//! truncated): the stores are wiped first. The store may be ahead of its checkpoint after a
+//! crash; replaying records it already holds leaves the same table.
 //!
 //! [`TopologyBuilder::add_global_store`]: crate::topology::TopologyBuilder::add_global_store
 
@@ -324,7 +325,7 @@ impl GlobalStateUpdater {
         if topology.global_stores().is_empty() {
             return Ok(Self::none());
         }
-        let dir = state_dir.lock_task(GLOBAL_DIR)?;
+        let mut dir = state_dir.lock_task(GLOBAL_DIR)?;
         let checkpoint_path = dir.path().join(CHECKPOINT_FILE);
         // Only persistent stores keep what the checkpoint covers; in-memory ones start empty.
         let persistent_topics: Vec<&str> = topology
@@ -343,10 +344,26 @@ impl GlobalStateUpdater {
             // Whatever is on disk is of unknown age: rebuild from the start of the topics.
             dir.wipe()?;
         }
-        let stores = open_stores(topology, &config.defaults, Some(&dir), rocksdb)?;
-        let views = read_only(&stores);
-        let mut updater = Updater::new(config, topology, stores, dir, checkpoint_path)?;
-        updater.assign(checkpoint.unwrap_or_default())?;
+        let mut checkpoint = checkpoint.unwrap_or_default();
+        let (mut updater, views) = loop {
+            let stores = open_stores(topology, &config.defaults, Some(&dir), rocksdb)?;
+            let views = read_only(&stores);
+            let mut updater = Updater::new(config, topology, stores, dir, checkpoint_path.clone())?;
+            if updater.assign(&checkpoint)? || checkpoint.is_empty() {
+                break (updater, views);
+            }
+            // A checkpoint outside the log (the topic was recreated or truncated): the stores
+            // cannot be trusted; rebuild them from the start.
+            tracing::warn!(
+                dir = %state_dir.path().display(),
+                "the global checkpoint is outside the topics' logs; restoring the global stores in full"
+            );
+            drop(views);
+            updater.close();
+            dir = state_dir.lock_task(GLOBAL_DIR)?;
+            dir.wipe()?;
+            checkpoint.clear();
+        };
         let restored = updater.restore(&shutdown)?;
         counters.restored.store(restored, Ordering::Relaxed);
         let name = format!("{}-GlobalStreamThread", config.application_id);
@@ -434,7 +451,9 @@ impl Updater {
     }
 
     /// Assigns every partition of every global topic, from the checkpointed offset or the start.
-    fn assign(&mut self, checkpoint: BTreeMap<(String, i32), i64>) -> Result<()> {
+    /// Returns `false`, assigning nothing, if a checkpointed offset is outside its partition's
+    /// log.
+    fn assign(&mut self, checkpoint: &BTreeMap<(String, i32), i64>) -> Result<bool> {
         let mut tpl = TopicPartitionList::new();
         for (topic, store) in &self.topics {
             let md = self
@@ -457,7 +476,23 @@ impl Updater {
             tracing::debug!(store = %store, topic = %topic, partitions = partitions.len(), "global store assigned");
             for p in partitions {
                 let offset = match checkpoint.get(&(topic.clone(), p)) {
-                    Some(o) => Offset::Offset(*o),
+                    Some(o) => {
+                        let (low, high) = self
+                            .consumer
+                            .fetch_watermarks(topic, p, WATERMARK_TIMEOUT)
+                            .map_err(|e| {
+                                StreamsError::kafka(
+                                    format!("reading the offsets of `{topic}`-{p}"),
+                                    e,
+                                )
+                            })?;
+                        if *o < low || *o > high {
+                            tracing::warn!(store = %store, topic = %topic, partition = p, checkpoint = *o, low, high, "checkpointed offset outside the log");
+                            self.offsets.clear();
+                            return Ok(false);
+                        }
+                        Offset::Offset(*o)
+                    }
                     None => Offset::Beginning,
                 };
                 if let Offset::Offset(o) = offset {
@@ -469,7 +504,8 @@ impl Updater {
         }
         self.consumer
             .assign(&tpl)
-            .map_err(|e| StreamsError::kafka("assigning the global topics", e))
+            .map_err(|e| StreamsError::kafka("assigning the global topics", e))?;
+        Ok(true)
     }
 
     /// Reads until every partition reached the end offset it had when the restore began.
@@ -481,7 +517,7 @@ impl Updater {
             .map_err(|e| StreamsError::kafka("reading the global assignment", e))?;
         let mut ends: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for e in assignment.elements() {
-            let (low, high) = self
+            let (_, high) = self
                 .consumer
                 .fetch_watermarks(e.topic(), e.partition(), WATERMARK_TIMEOUT)
                 .map_err(|err| {
@@ -494,25 +530,7 @@ impl Updater {
                         err,
                     )
                 })?;
-            let key = (e.topic().to_owned(), e.partition());
-            // A checkpoint outside the log (the topic was recreated or truncated): the stores
-            // cannot be trusted.
-            if let Some(o) = self.offsets.get(&key) {
-                if *o < low || *o > high {
-                    let store = self.topics.get(e.topic()).cloned().unwrap_or_default();
-                    return Err(global_error(
-                        &store,
-                        e.topic(),
-                        format!(
-                            "the checkpointed offset {o} of partition {} is outside the log \
-                             ({low}..{high}); delete the global state (KafkaStreams::cleanup) \
-                             to restore it in full",
-                            e.partition()
-                        ),
-                    ));
-                }
-            }
-            ends.insert(key, high);
+            ends.insert((e.topic().to_owned(), e.partition()), high);
         }
         let mut restored = 0u64;
         let mut last_progress = Instant::now();
