@@ -2,9 +2,10 @@
 //! instance before processing starts, the global thread keeps it up to date, a restart with a
 //! persistent global store restores only the records after its checkpoint (all of them when the
 //! checkpoint lies outside the log), and a missing global topic stops the start with an error
-//! naming it (on the embedded broker); two instances each
-//! join their share of a stream against the whole global table, then one restarts and restores
-//! only the tail (on a real broker; ignored by a plain `cargo test`, `scripts/test.sh` runs it).
+//! naming it (on the embedded broker); two exactly-once instances each join their share of a
+//! stream against the whole global table, reading committed records only, then one restarts
+//! and restores only the tail (on a real broker; ignored by a plain `cargo test`,
+//! `scripts/test.sh` runs it).
 
 mod support;
 
@@ -57,6 +58,37 @@ fn produce(bootstrap: &str, topic: &str, records: &[(String, String)]) {
             .expect("produce");
     }
     producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// Writes `records` in a transaction that is then aborted: a read_committed reader never sees
+/// them.
+fn produce_aborted(bootstrap: &str, topic: &str, records: &[(String, String)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("partitioner", "murmur2_random")
+        .set("transactional.id", unique("global-aborter"))
+        .create()
+        .expect("transactional producer");
+    producer
+        .init_transactions(Duration::from_secs(30))
+        .expect("init_transactions");
+    producer.begin_transaction().expect("begin");
+    for (key, value) in records {
+        producer
+            .send(
+                BaseRecord::to(topic)
+                    .key(key.as_bytes())
+                    .payload(value.as_bytes()),
+            )
+            .map_err(|(e, _)| e)
+            .expect("produce");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("aborted records reach the log");
+    producer
+        .abort_transaction(Duration::from_secs(30))
+        .expect("abort");
 }
 
 fn partitions_of(bootstrap: &str, topic: &str) -> i32 {
@@ -282,10 +314,16 @@ fn two_instances_each_join_against_the_whole_global_table_and_a_restart_restores
     );
     let mut table: BTreeMap<String, String> = products(0..60, "v1-").into_iter().collect();
     produce(&bootstrap, &products_topic, &products(0..60, "v1-"));
+    // Exactly-once: the global consumer reads committed records only.
+    produce_aborted(&bootstrap, &products_topic, &products(0..60, "aborted-"));
     let (a, b) = (instance(dir_a.path()), instance(dir_b.path()));
     a.start().expect("start a");
     b.start().expect("start b");
-    assert_eq!(a.metrics().global_restored, 60, "a holds all 3 partitions");
+    assert_eq!(
+        a.metrics().global_restored,
+        60,
+        "a holds all 3 partitions, without the aborted records"
+    );
     assert_eq!(b.metrics().global_restored, 60, "b holds all 3 partitions");
     wait_running(&[&a, &b]);
     let deadline = Instant::now() + Duration::from_secs(60);
