@@ -53,9 +53,9 @@ pub use streams_core::{
     Topology, TopologyTestDriver,
 };
 pub use streams_dsl::{
-    Branched, Change, Consumed, Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable,
-    KStream, KTable, Materialized, Named, Produced, Repartitioned, StreamJoined, StreamsBuilder,
-    TableJoined,
+    Branched, Change, Consumed, GlobalKTable, Grouped, JoinWindows, Joined, KGroupedStream,
+    KGroupedTable, KStream, KTable, Materialized, Named, Produced, Repartitioned, StreamJoined,
+    StreamsBuilder, TableJoined,
 };
 
 /// The names most applications need, in one import.

@@ -140,6 +140,16 @@ pub enum StreamsError {
         /// Why.
         reason: crate::runtime::queries::NotQueryableReason,
     },
+    /// A global store could not be restored or kept up to date.
+    #[error("global store `{store}` (topic `{topic}`): {reason}")]
+    GlobalStore {
+        /// The store.
+        store: String,
+        /// The topic it is read from.
+        topic: String,
+        /// What went wrong.
+        reason: String,
+    },
 
     /// The embedded (mock) Kafka cluster failed.
     #[error("embedded Kafka: {0}")]

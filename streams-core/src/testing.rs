@@ -5,7 +5,9 @@
 //! topics that the topology itself reads (repartition topics) are fed back in, and every task
 //! then commits, flushing its caches, so a KTable's update shows up at once, as in Kafka Streams'
 //! test driver. Output records (including changelog and repartition records) are kept per topic
-//! until read. Wall-clock time only moves when the test moves it.
+//! until read. Wall-clock time only moves when the test moves it. A record piped into the topic
+//! of a global store, or written to it by the topology, updates that store at once (as if the
+//! global thread had read it).
 //!
 //! ```
 //! use streams_core::processor::{Processor, ProcessorContext, ProcessorResult};
@@ -44,7 +46,7 @@ use std::time::Duration;
 
 use state_stores::cache::CacheBudget;
 use state_stores::serdes::{from_payload, to_payload, Serde};
-use state_stores::state_dir::StateDirectory;
+use state_stores::state_dir::{StateDirectory, TaskDirectory};
 use state_stores::typed::{KeyValueStore, SessionStore, WindowStore};
 use state_stores::RocksDbMemory;
 
@@ -52,6 +54,7 @@ use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::StreamsConfig;
 use crate::error::{Result, StreamsError};
 use crate::record::{Headers, RawRecord, Record};
+use crate::runtime::global;
 use crate::task::runtime::StoreHandle;
 use crate::task::{StreamTask, TaskEnv, TaskId, TaskMetrics};
 use crate::topology::Topology;
@@ -102,6 +105,12 @@ struct DriverInner {
     next_offset: HashMap<String, i64>,
     wall_clock_ms: i64,
     state_root: PathBuf,
+    /// Global stores (writable: the driver applies their topics), and the topic -> store they
+    /// are read from.
+    globals: HashMap<String, StoreHandle>,
+    global_topics: HashMap<String, String>,
+    /// The lock of the global stores' directory.
+    _global_dir: Option<TaskDirectory>,
 }
 
 impl Drop for DriverInner {
@@ -109,6 +118,11 @@ impl Drop for DriverInner {
         for task in self.tasks.drain(..) {
             if let Err(e) = task.close() {
                 tracing::warn!(error = %e, "closing a test driver task");
+            }
+        }
+        for (name, store) in self.globals.iter() {
+            if let Err(e) = store.close() {
+                tracing::warn!(store = %name, error = %e, "closing a test driver global store");
             }
         }
         let _ = std::fs::remove_dir_all(&self.state_root);
@@ -124,6 +138,20 @@ impl DriverInner {
 
     /// Feeds one record to the task reading `topic` and runs everything until quiet.
     fn pipe(&mut self, topic: &str, mut raw: RawRecord) -> Result<()> {
+        if let Some(store) = self.global_topics.get(topic) {
+            // A global table's topic: the store is updated at once, as the global thread does.
+            let handle = self
+                .globals
+                .get(store)
+                .ok_or_else(|| StreamsError::topology(store, "no such global store"))?;
+            return global::apply(
+                handle,
+                store,
+                topic,
+                raw.key.as_deref(),
+                raw.value.as_deref(),
+            );
+        }
         let task = self.task_reading(topic).ok_or_else(|| {
             StreamsError::topology(topic, "no source of this topology reads this topic")
         })?;
@@ -144,14 +172,14 @@ impl DriverInner {
                     busy = true;
                 }
             }
-            busy |= self.route_outputs();
+            busy |= self.route_outputs()?;
             if busy {
                 continue;
             }
             for task in &mut self.tasks {
                 task.flush()?;
             }
-            if !self.route_outputs() {
+            if !self.route_outputs()? {
                 return Ok(());
             }
         }
@@ -159,7 +187,7 @@ impl DriverInner {
 
     /// Moves captured output to the per-topic output queues and to the tasks reading them;
     /// returns whether any task got input.
-    fn route_outputs(&mut self) -> bool {
+    fn route_outputs(&mut self) -> Result<bool> {
         let produced = std::mem::take(
             &mut *self
                 .collector
@@ -169,6 +197,20 @@ impl DriverInner {
         );
         let mut fed = false;
         for record in produced {
+            if let Some(store) = self.global_topics.get(&record.topic) {
+                // Written to a global table's topic: the global thread would read it back.
+                let handle = self
+                    .globals
+                    .get(store)
+                    .ok_or_else(|| StreamsError::topology(store, "no such global store"))?;
+                global::apply(
+                    handle,
+                    store,
+                    &record.topic,
+                    record.key.as_deref(),
+                    record.value.as_deref(),
+                )?;
+            }
             if let Some(task) = self.task_reading(&record.topic) {
                 let offset = self.next_offset.entry(record.topic.clone()).or_insert(0);
                 let raw = RawRecord {
@@ -187,13 +229,14 @@ impl DriverInner {
                 .or_default()
                 .push_back(record);
         }
-        fed
+        Ok(fed)
     }
 
     fn store(&self, name: &str) -> Result<&StoreHandle> {
         self.tasks
             .iter()
             .find_map(|t| t.store(name))
+            .or_else(|| self.globals.get(name))
             .ok_or_else(|| StreamsError::topology(name, "no such store in this topology"))
     }
 }
@@ -226,12 +269,25 @@ impl TopologyTestDriver {
             .join(format!("test-driver-{}-{nanos}", std::process::id()));
         let state_dir = StateDirectory::new(&state_root, &config.application_id)?;
         let collector = Arc::new(CapturingCollector::default());
+        let rocksdb = RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?;
+        let global_dir = if topology.global_stores().is_empty() {
+            None
+        } else {
+            Some(state_dir.lock_task(global::GLOBAL_DIR)?)
+        };
+        let globals =
+            global::open_stores(&topology, &config.defaults, global_dir.as_ref(), &rocksdb)?;
+        let global_topics = topology
+            .global_stores()
+            .iter()
+            .map(|g| (g.topic.clone(), g.store.clone()))
+            .collect();
         let env = TaskEnv {
             application_id: config.application_id.as_str().into(),
             defaults: config.defaults.clone(),
             collector: collector.clone(),
             state_dir,
-            rocksdb: RocksDbMemory::new(config.rocksdb_memory_bytes.min(64 << 20))?,
+            rocksdb,
             cache: CacheBudget::new(config.cache_max_bytes),
             deserialization: config.deserialization.clone(),
             timestamps: config.timestamps.clone(),
@@ -239,6 +295,7 @@ impl TopologyTestDriver {
             wall_clock_ms: 0,
             // The driver commits no transactions: stores write through.
             transactional: false,
+            globals: global::read_only(&globals),
         };
         let topology = Arc::new(topology);
         let mut tasks = Vec::new();
@@ -263,6 +320,9 @@ impl TopologyTestDriver {
             next_offset: HashMap::new(),
             wall_clock_ms: 0,
             state_root,
+            globals,
+            global_topics,
+            _global_dir: global_dir,
         };
         let driver = TopologyTestDriver {
             inner: Rc::new(RefCell::new(inner)),

@@ -2,7 +2,6 @@
 //! turns it into a [`Topology`].
 
 use std::cell::RefCell;
-use std::marker::PhantomData;
 use std::rc::Rc;
 
 use streams_core::error::Result;
@@ -10,6 +9,7 @@ use streams_core::record::Record;
 use streams_core::serde_slot::SerdeSlot;
 use streams_core::topology::{SourceSpec, StoreDef, TimestampExtractor, Topology, TopologyBuilder};
 
+use crate::global_table::{add_global_table, GlobalKTable};
 use crate::graph::{Graph, NodeKind};
 use crate::options::{Consumed, Materialized};
 use crate::stream::KStream;
@@ -95,19 +95,6 @@ impl std::fmt::Debug for StreamsBuilder {
         f.debug_struct("StreamsBuilder")
             .field("nodes", &self.graph.borrow().nodes.len())
             .finish()
-    }
-}
-
-/// A table replicated in full to every instance; declared now, runnable when joins arrive.
-pub struct GlobalKTable<K, V> {
-    store: String,
-    _types: PhantomData<fn(K, V)>,
-}
-
-impl<K, V> GlobalKTable<K, V> {
-    /// The name of the store holding the table.
-    pub fn queryable_store_name(&self) -> &str {
-        &self.store
     }
 }
 
@@ -222,8 +209,10 @@ impl StreamsBuilder {
         source_table(&self.graph, source, store, keys, values, &materialized)
     }
 
-    /// A global table reading every partition of `topic` on every instance. Declared now;
-    /// building a topology that contains one reports that global tables cannot run yet.
+    /// A global table reading every partition of `topic` on every instance, restored in full
+    /// before processing starts and kept up to date by the instance's global thread (see
+    /// [`global_table`](crate::global_table)). Stream records join it with
+    /// [`KStream::join_global`] or [`KStream::left_join_global`].
     ///
     /// ```
     /// # use streams_dsl::prelude::*;
@@ -234,7 +223,12 @@ impl StreamsBuilder {
     ///     Materialized::as_("countries-store"),
     /// );
     /// assert_eq!(countries.queryable_store_name(), "countries-store");
-    /// assert!(builder.build().is_err());
+    /// builder
+    ///     .stream::<String, String>("visits", Consumed::with(Serdes::string(), Serdes::string()))
+    ///     .join_global(&countries, |_, code| code.clone(), |_, country| country.clone())
+    ///     .to("visits-by-country", Produced::with(Serdes::string(), Serdes::string()));
+    /// let topology = builder.build().unwrap();
+    /// assert_eq!(topology.global_stores()[0].topic, "countries");
     /// ```
     pub fn global_table<K: Data, V: Data>(
         &self,
@@ -242,23 +236,25 @@ impl StreamsBuilder {
         consumed: Consumed<K, V>,
         materialized: Materialized<K, V>,
     ) -> GlobalKTable<K, V> {
-        let _ = consumed;
-        let mut g = self.graph.borrow_mut();
-        let name = g.next_name("KTABLE-SOURCE-");
-        let store = materialized
-            .name
-            .unwrap_or_else(|| g.next_name("GLOBALKTABLE-STATE-STORE-"));
-        g.push(
-            name,
-            Vec::new(),
-            NodeKind::GlobalTable {
-                topic: topic.to_owned(),
-            },
-        );
-        GlobalKTable {
-            store,
-            _types: PhantomData,
-        }
+        let keys = materialized
+            .keys
+            .clone()
+            .or(consumed.keys)
+            .unwrap_or(SerdeSlot::DefaultKey);
+        let values = materialized
+            .values
+            .clone()
+            .or(consumed.values)
+            .unwrap_or(SerdeSlot::DefaultValue);
+        add_global_table(
+            &self.graph,
+            topic,
+            consumed.name,
+            materialized.name.clone(),
+            keys,
+            values,
+            &materialized,
+        )
     }
 
     /// Adds a store for Processor API processors ([`KStream::process`]) to use.

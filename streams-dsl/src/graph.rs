@@ -64,9 +64,10 @@ pub(crate) enum NodeKind {
     Sink {
         add: AddFn,
     },
-    /// A global table: declared, not yet runnable.
+    /// A global table: its store, read from `topic` by the global thread; no physical node.
     GlobalTable {
         topic: String,
+        store: String,
     },
 }
 
@@ -183,6 +184,19 @@ impl Graph {
         // The physical node a logical node's children attach to.
         let mut attach: Vec<String> = Vec::with_capacity(self.nodes.len());
         let mut added_stores: BTreeSet<String> = BTreeSet::new();
+        // Global stores first: processors of any sub-topology connect to them.
+        for node in &self.nodes {
+            if let NodeKind::GlobalTable { topic, store } = &node.kind {
+                let def = self.stores.get(store).ok_or_else(|| {
+                    StreamsError::topology(
+                        &node.name,
+                        format!("global store `{store}` was never added"),
+                    )
+                })?;
+                b.add_global_store(def.clone(), topic)?;
+                added_stores.insert(store.clone());
+            }
+        }
 
         let mut connect =
             |b: &mut TopologyBuilder, processor: &str, stores: &[String]| -> Result<()> {
@@ -257,13 +271,8 @@ impl Graph {
                     add(&mut b, &node.name, &parents)?;
                     attach.push(node.name.clone());
                 }
-                NodeKind::GlobalTable { topic } => {
-                    return Err(StreamsError::topology(
-                        &node.name,
-                        format!(
-                            "global table on `{topic}`: global tables are declared but cannot run yet"
-                        ),
-                    ));
+                NodeKind::GlobalTable { .. } => {
+                    attach.push(node.name.clone());
                 }
             }
         }

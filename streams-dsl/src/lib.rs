@@ -23,6 +23,7 @@ mod builder;
 pub mod change;
 pub mod cogroup;
 pub mod foreign_key_join;
+pub mod global_table;
 mod graph;
 mod grouped;
 mod map_filter;
@@ -36,9 +37,10 @@ mod window_aggregate;
 pub mod windowed;
 mod windows;
 
-pub use builder::{GlobalKTable, StreamsBuilder, Topics};
+pub use builder::{StreamsBuilder, Topics};
 pub use change::{Change, ValueAndTimestamp};
 pub use cogroup::CogroupedKStream;
+pub use global_table::GlobalKTable;
 pub use grouped::{KGroupedStream, KGroupedTable};
 pub use options::{
     Consumed, Grouped, Joined, Materialized, Named, Produced, Repartitioned, StreamJoined,
@@ -63,10 +65,10 @@ impl<T: Clone + Send + 'static> Data for T {}
 /// The names a DSL application needs.
 pub mod prelude {
     pub use crate::{
-        Branched, BufferConfig, Change, CogroupedKStream, Consumed, EmitStrategy, Grouped,
-        JoinWindows, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized, Named,
-        Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined, StreamsBuilder,
-        Suppressed, TableJoined, TimeWindows, Window, Windowed, WindowedSerdes,
+        Branched, BufferConfig, Change, CogroupedKStream, Consumed, EmitStrategy, GlobalKTable,
+        Grouped, JoinWindows, Joined, KGroupedStream, KGroupedTable, KStream, KTable, Materialized,
+        Named, Produced, Repartitioned, SessionWindows, SlidingWindows, StreamJoined,
+        StreamsBuilder, Suppressed, TableJoined, TimeWindows, Window, Windowed, WindowedSerdes,
     };
     pub use state_stores::serdes::{Serde, Serdes};
     pub use streams_core::topology::Stores;

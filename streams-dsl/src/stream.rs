@@ -14,6 +14,7 @@ use streams_core::record::Record;
 use streams_core::serde_slot::SerdeSlot;
 use streams_core::topology::{SinkSpec, SinkTopic, SourceSpec, TopologyBuilder};
 
+use crate::global_table::{join_global, GlobalJoiner, GlobalKTable};
 use crate::graph::{Graph, NodeKind, RepartitionPlan};
 use crate::grouped::KGroupedStream;
 use crate::map_filter::{
@@ -865,6 +866,83 @@ impl<K: Data, V: Data> KStream<K, V> {
     ) -> KStream<K, VR> {
         let joiner: StreamTableJoiner<V, VT, VR> = Arc::new(move |v, t| Some(joiner(v, t)));
         join_stream_table(self, table, true, joiner, joined)
+    }
+
+    /// Enriches each record with the row of the global table `table` under
+    /// `key_selector(key, value)`: `joiner(value, row)`, with the record's key and timestamp;
+    /// records whose selected key is not in the table yield nothing. Every instance holds the
+    /// whole table, so neither co-partitioning nor a repartition is needed (see
+    /// [the contract](crate::global_table)).
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table::<String, String>(
+    ///     "products",
+    ///     Consumed::with(Serdes::string(), Serdes::string()),
+    ///     Materialized::as_("products"),
+    /// );
+    /// // Orders keyed by order id, valued by product id.
+    /// builder
+    ///     .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()))
+    ///     .join_global(&products, |_order, product| product.clone(), |product, name| format!("{product}={name}"))
+    ///     .to("orders-named", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let p = driver.create_input_topic("products", Serdes::string(), Serdes::string());
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::string());
+    /// let out = driver.create_output_topic("orders-named", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("o1".into(), "p1".into(), 1).unwrap(); // no product yet: nothing
+    /// p.pipe_input_at("p1".into(), "tea".into(), 2).unwrap();
+    /// o.pipe_input_at("o2".into(), "p1".into(), 3).unwrap();
+    /// assert_eq!(out.read_key_value().unwrap(), Some(("o2".to_string(), "p1=tea".to_string())));
+    /// assert_eq!(out.read_key_value().unwrap(), None);
+    /// ```
+    pub fn join_global<GK: Data, GV: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, &GV) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner: GlobalJoiner<V, GV, VR> = Arc::new(move |v, t| t.map(|t| joiner(v, t)));
+        join_global(self, table, false, Arc::new(key_selector), joiner)
+    }
+
+    /// Like [`join_global`](Self::join_global), and a record whose selected key is not in the
+    /// table yields `joiner(value, None)`.
+    ///
+    /// ```
+    /// # use streams_dsl::prelude::*;
+    /// let builder = StreamsBuilder::new();
+    /// let products = builder.global_table::<String, String>(
+    ///     "products",
+    ///     Consumed::with(Serdes::string(), Serdes::string()),
+    ///     Materialized::as_("products").in_memory(),
+    /// );
+    /// builder
+    ///     .stream::<String, String>("orders", Consumed::with(Serdes::string(), Serdes::string()))
+    ///     .left_join_global(
+    ///         &products,
+    ///         |_order, product| product.clone(),
+    ///         |product, name| format!("{product}={}", name.map_or("?", |n| n.as_str())),
+    ///     )
+    ///     .to("orders-named", Produced::with(Serdes::string(), Serdes::string()));
+    /// let driver = TopologyTestDriver::new(builder.build().unwrap(), StreamsConfig::new("doc")).unwrap();
+    /// let p = driver.create_input_topic("products", Serdes::string(), Serdes::string());
+    /// let o = driver.create_input_topic("orders", Serdes::string(), Serdes::string());
+    /// let out = driver.create_output_topic("orders-named", Serdes::string(), Serdes::string());
+    /// o.pipe_input_at("o1".into(), "p1".into(), 1).unwrap();
+    /// p.pipe_input_at("p1".into(), "tea".into(), 2).unwrap();
+    /// o.pipe_input_at("o2".into(), "p1".into(), 3).unwrap();
+    /// assert_eq!(out.read_values_to_list().unwrap(), vec!["p1=?".to_string(), "p1=tea".to_string()]);
+    /// ```
+    pub fn left_join_global<GK: Data, GV: Data, VR: Data>(
+        &self,
+        table: &GlobalKTable<GK, GV>,
+        key_selector: impl Fn(&K, &V) -> GK + Send + Sync + 'static,
+        joiner: impl Fn(&V, Option<&GV>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let joiner: GlobalJoiner<V, GV, VR> = Arc::new(move |v, t| Some(joiner(v, t)));
+        join_global(self, table, true, Arc::new(key_selector), joiner)
     }
 }
 

@@ -29,6 +29,7 @@ const FETCH_QUEUE_BACKOFF_MS: &str = "10";
 /// How often librdkafka reports a stream thread's consumer statistics (lags, group state).
 const STATISTICS_INTERVAL_MS: &str = "1000";
 use crate::runtime::control;
+use crate::runtime::global::{GlobalCounters, GlobalStateUpdater, InstanceLinks};
 use crate::runtime::metadata::{
     self, HostInfo, KeyQueryMetadata, SharedDirectory, StreamsMetadata,
 };
@@ -61,6 +62,8 @@ struct Inner {
     rates: Mutex<RateWindow>,
     /// Every instance's `application.server` and assignment.
     directory: SharedDirectory,
+    /// The global stores' counters.
+    global: Arc<GlobalCounters>,
 }
 
 /// What a started instance shares among its threads (and their replacements).
@@ -71,6 +74,8 @@ struct Running {
     claim: ProcessClaim,
     /// Stream threads alive; the last to end settles the final state.
     live: Arc<AtomicUsize>,
+    /// The global stores, restored before the stream threads start.
+    globals: crate::task::GlobalStores,
 }
 
 /// A Kafka Streams application instance: runs a [`Topology`] on Kafka.
@@ -101,6 +106,11 @@ impl std::fmt::Debug for KafkaStreams {
 pub struct StreamsMetrics {
     /// One entry per stream thread.
     pub threads: Vec<ThreadMetrics>,
+    /// Records the global stores restored when the instance started (only those after the
+    /// checkpoint, with persistent global stores).
+    pub global_restored: u64,
+    /// Records the global thread applied to the global stores since.
+    pub global_applied: u64,
 }
 
 impl StreamsMetrics {
@@ -148,6 +158,7 @@ impl KafkaStreams {
                 topology: Arc::new(topology),
                 config,
                 state: Arc::new(StateCell::new()),
+                global: Arc::default(),
                 threads: Mutex::new(Vec::new()),
                 shutdown: Arc::new(AtomicBool::new(false)),
                 metrics: Mutex::new(Vec::new()),
@@ -252,6 +263,8 @@ impl KafkaStreams {
                 .iter()
                 .map(|m| *m.lock().unwrap_or_else(|p| p.into_inner()))
                 .collect(),
+            global_restored: self.inner.global.restored.load(Ordering::Relaxed),
+            global_applied: self.inner.global.applied.load(Ordering::Relaxed),
         }
     }
 
@@ -768,11 +781,34 @@ impl KafkaStreams {
         let claim = state_dir.claim_process(&process_id())?;
         let rocksdb = RocksDbMemory::new(inner.config.rocksdb_memory_bytes)?;
         let threads = inner.config.num_stream_threads;
+        let live = Arc::new(AtomicUsize::new(threads));
+        // Global stores: restored in full before any stream thread starts.
+        let mut global = GlobalStateUpdater::start(
+            &inner.topology,
+            &inner.config,
+            &state_dir,
+            &rocksdb,
+            InstanceLinks {
+                state: inner.state.clone(),
+                shutdown: inner.shutdown.clone(),
+                live: live.clone(),
+                counters: inner.global.clone(),
+            },
+        )
+        .inspect_err(|e| tracing::error!(error = %e, "cannot restore the global stores"))?;
+        if let Some(handle) = global.take_thread() {
+            inner
+                .threads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(handle);
+        }
         *inner.running.lock().unwrap_or_else(|p| p.into_inner()) = Some(Running {
             state_dir,
             rocksdb,
             claim,
-            live: Arc::new(AtomicUsize::new(threads)),
+            live: live.clone(),
+            globals: global.stores(),
         });
         *inner.metrics.lock().unwrap_or_else(|p| p.into_inner()) = (0..threads)
             .map(|_| Arc::new(Mutex::new(ThreadMetrics::default())))
@@ -787,7 +823,12 @@ impl KafkaStreams {
         inner.state.transition(State::Rebalancing);
         if watch_control {
             let watcher =
-                control::watch(&inner.config, inner.state.clone(), inner.shutdown.clone())?;
+                control::watch(&inner.config, inner.state.clone(), inner.shutdown.clone())
+                    .inspect_err(|_| {
+                        // No stream thread will run: let the global thread stop.
+                        inner.shutdown.store(true, Ordering::Relaxed);
+                        live.store(0, Ordering::Release);
+                    })?;
             inner
                 .threads
                 .lock()
@@ -797,6 +838,8 @@ impl KafkaStreams {
         for index in 0..threads {
             if let Err(e) = spawn_thread(inner, index) {
                 inner.shutdown.store(true, Ordering::Relaxed);
+                // Threads never spawned never end: the global thread must not wait for them.
+                live.fetch_sub(threads - index, Ordering::AcqRel);
                 return Err(e);
             }
         }
@@ -1047,7 +1090,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
     let name = format!("{}-StreamThread-{}", c.client_id, index + 1);
     let exactly_once = c.guarantee == ProcessingGuarantee::ExactlyOnceV2;
     let none = std::collections::BTreeMap::new();
-    let (state_dir, rocksdb, process) = {
+    let (state_dir, rocksdb, process, globals) = {
         let running = inner.running.lock().unwrap_or_else(|p| p.into_inner());
         let r = running
             .as_ref()
@@ -1056,6 +1099,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
             r.state_dir.clone(),
             r.rocksdb.clone(),
             r.claim.id().to_owned(),
+            r.globals.clone(),
         )
     };
 
@@ -1171,6 +1215,7 @@ fn thread_setup(inner: &Arc<Inner>, index: usize) -> Result<ThreadSetup> {
         committed,
         membership_changes: inner.membership_changes.clone(),
         view,
+        globals,
     })
 }
 

@@ -7,6 +7,7 @@
 //!   protocol;
 //! - `handoff` lets a thread's siblings pick up partitions it released;
 //! - `restore` rebuilds stores from changelogs;
+//! - `global` restores the global stores and runs the global thread keeping them up to date;
 //! - `client_log` forwards librdkafka's logs to `tracing`;
 //! - `control` carries application-wide shutdown requests between instances;
 //! - `producer` owns the producer's lifecycle (the transaction of each commit);
@@ -18,6 +19,7 @@
 
 pub(crate) mod client_log;
 pub(crate) mod control;
+pub(crate) mod global;
 pub(crate) mod handoff;
 pub mod kafka_streams;
 pub mod metadata;

@@ -39,6 +39,7 @@ use crate::timestamps::{InvalidTimestampPolicy, TimestampSettings};
 use crate::topology::{DecodeError, NodeKind, SourceDecoder, StoreKind, Topology};
 use queue::PartitionGroup;
 pub(crate) use runtime::panic_message;
+pub(crate) use runtime::GlobalStores;
 use runtime::{Exec, NodeFailure, NodeSlot, Punctuators, StoreHandle, TaskRuntime, TaskShared};
 
 /// A task's identity: sub-topology and partition, written `<sub-topology>_<partition>`.
@@ -71,6 +72,8 @@ pub(crate) struct TaskEnv {
     pub(crate) wall_clock_ms: i64,
     /// Exactly-once: RocksDB stores hold the open transaction's writes until the commit.
     pub(crate) transactional: bool,
+    /// The instance's global stores.
+    pub(crate) globals: GlobalStores,
 }
 
 /// One store's changelog partition.
@@ -320,6 +323,7 @@ impl StreamTask {
                     wall_clock_ms: env.wall_clock_ms,
                     current: None,
                     stores,
+                    globals: env.globals.clone(),
                     punctuators: Punctuators::default(),
                     collector: env.collector.clone(),
                     commit_requested: false,

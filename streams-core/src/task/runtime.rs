@@ -183,6 +183,10 @@ impl Punctuators {
     }
 }
 
+/// The instance's global stores by name, shared (read-only) by every task; see
+/// `runtime::global`.
+pub(crate) type GlobalStores = Arc<HashMap<String, StoreHandle>>;
+
 /// What every node of a task shares.
 pub(crate) struct TaskShared {
     pub(crate) task_id: TaskId,
@@ -191,6 +195,8 @@ pub(crate) struct TaskShared {
     pub(crate) wall_clock_ms: i64,
     pub(crate) current: Option<RecordMetadata>,
     pub(crate) stores: HashMap<String, StoreHandle>,
+    /// The global stores, which the task reads but neither flushes, commits nor closes.
+    pub(crate) globals: GlobalStores,
     pub(crate) punctuators: Punctuators,
     pub(crate) collector: Arc<dyn RecordCollector>,
     pub(crate) commit_requested: bool,
@@ -316,6 +322,7 @@ impl<'a> Exec<'a> {
             .shared
             .stores
             .get(name)
+            .or_else(|| self.rt.shared.globals.get(name))
             .ok_or_else(|| StreamsError::topology(name, "no such store in this task"))
     }
 

@@ -65,6 +65,8 @@ pub struct SubTopologyDescription {
 pub struct TopologyDescription {
     /// The sub-topologies.
     pub subtopologies: Vec<SubTopologyDescription>,
+    /// The global stores (no tasks: the instance's global thread fills them from their topic).
+    pub global_stores: Vec<super::GlobalStore>,
 }
 
 impl Topology {
@@ -105,7 +107,10 @@ impl Topology {
                     .collect(),
             })
             .collect();
-        TopologyDescription { subtopologies }
+        TopologyDescription {
+            subtopologies,
+            global_stores: self.globals.clone(),
+        }
     }
 }
 
@@ -170,6 +175,14 @@ impl fmt::Display for TopologyDescription {
                     }
                 }
             }
+        }
+        for global in &self.global_stores {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "   Global store: {} (topic: {}; filled by the global thread, no tasks)",
+                global.store, global.topic
+            )?;
         }
         Ok(())
     }

@@ -117,6 +117,8 @@ pub struct TopologyBuilder {
     repartition_partitions: BTreeMap<String, i32>,
     /// Groups of processors whose inputs must be co-partitioned: `(what, processors)`.
     copartition: Vec<(String, Vec<usize>)>,
+    /// Global stores and the topics they are read from.
+    globals: Vec<GlobalStore>,
 }
 
 impl std::fmt::Debug for TopologyBuilder {
@@ -412,14 +414,58 @@ impl TopologyBuilder {
         Ok(self)
     }
 
-    /// Lets `processor` use stores added with [`add_state_store`](Self::add_state_store).
+    /// Adds a global store: a key-value store holding every partition of `topic` (its key and
+    /// value bytes as the topic has them; a null value deletes the key, null keys are skipped),
+    /// replicated in full on every instance and kept up to date by the instance's global thread.
+    /// The topic is its changelog, so the store is never logged or cached. Processors connected
+    /// to it (with [`connect_processor_and_stores`](Self::connect_processor_and_stores)) read it
+    /// from any task and must not write it; it joins no sub-topology.
+    pub fn add_global_store(&mut self, store: StoreDef, topic: &str) -> Result<&mut Self> {
+        state_stores::state_dir::validate_name("store name", &store.name)
+            .map_err(|reason| StreamsError::topology(&store.name, reason))?;
+        if !matches!(store.kind, StoreKind::KeyValue) {
+            return Err(StreamsError::topology(
+                &store.name,
+                "a global store must be a key-value store",
+            ));
+        }
+        if self.stores.iter().any(|s| s.name == store.name) {
+            return Err(StreamsError::topology(
+                &store.name,
+                "a store with this name exists already",
+            ));
+        }
+        if let Some(other) = self.globals.iter().find(|g| g.topic == topic) {
+            return Err(StreamsError::topology(
+                &store.name,
+                format!(
+                    "topic `{topic}` is read by global store `{}` already; share that global table",
+                    other.store
+                ),
+            ));
+        }
+        let store = store.without_logging().without_caching();
+        self.globals.push(GlobalStore {
+            store: store.name.clone(),
+            topic: topic.to_owned(),
+        });
+        self.stores.push(store);
+        Ok(self)
+    }
+
+    fn is_global(&self, store: &str) -> bool {
+        self.globals.iter().any(|g| g.store == store)
+    }
+
+    /// Lets `processor` use stores added with [`add_state_store`](Self::add_state_store) or
+    /// [`add_global_store`](Self::add_global_store).
     pub fn connect_processor_and_stores(
         &mut self,
         processor: &str,
         stores: &[&str],
     ) -> Result<&mut Self> {
         for store in stores {
-            if !self.store_users.contains_key(*store) {
+            if !self.store_users.contains_key(*store) && !self.is_global(store) {
                 return Err(StreamsError::topology(
                     *store,
                     format!("no such store (connecting it to `{processor}`)"),
@@ -445,10 +491,13 @@ impl TopologyBuilder {
                     format!("only processors can use stores (store `{store}`)"),
                 ));
             }
-            self.store_users
-                .entry(store.to_owned())
-                .or_default()
-                .insert(idx);
+            // A global store belongs to no task: its users stay in their own sub-topologies.
+            if !self.is_global(store) {
+                self.store_users
+                    .entry(store.to_owned())
+                    .or_default()
+                    .insert(idx);
+            }
             if !self.nodes[idx].stores.iter().any(|s| s == store) {
                 self.nodes[idx].stores.push(store.to_owned());
             }
@@ -573,7 +622,26 @@ impl TopologyBuilder {
                     }
                     NodeKind::Processor { .. } => {}
                 }
-                store_names.extend(node.stores.iter().cloned());
+                store_names.extend(
+                    node.stores
+                        .iter()
+                        .filter(|s| !self.globals.iter().any(|g| &g.store == *s))
+                        .cloned(),
+                );
+            }
+            if let Some(global) = self.globals.iter().find(|g| {
+                source_topics
+                    .iter()
+                    .any(|t| matches!(t, TopicName::External(name) if *name == g.topic))
+            }) {
+                return Err(StreamsError::topology(
+                    &global.store,
+                    format!(
+                        "topic `{}` is read by this global store and by a stream or table source; \
+                         a topic can only be one of them",
+                        global.topic
+                    ),
+                ));
             }
             if source_topics.is_empty() {
                 return Err(StreamsError::topology(
@@ -666,6 +734,7 @@ impl TopologyBuilder {
             subtopologies,
             internal_topics,
             copartition_groups,
+            globals: self.globals,
         })
     }
 }
@@ -752,6 +821,17 @@ pub struct Topology {
     pub(crate) subtopologies: Vec<SubTopology>,
     pub(crate) internal_topics: Vec<InternalTopic>,
     pub(crate) copartition_groups: Vec<CopartitionGroup>,
+    pub(crate) globals: Vec<GlobalStore>,
+}
+
+/// A global store and the topic it is read from; see
+/// [`TopologyBuilder::add_global_store`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GlobalStore {
+    /// The store's name.
+    pub store: String,
+    /// The (user) topic it holds, every partition of it.
+    pub topic: String,
 }
 
 impl std::fmt::Debug for Topology {
@@ -776,7 +856,12 @@ impl Topology {
         &self.internal_topics
     }
 
-    /// The user topics the topology reads.
+    /// The global stores and their topics.
+    pub fn global_stores(&self) -> &[GlobalStore] {
+        &self.globals
+    }
+
+    /// The user topics the topology reads (those of global stores included).
     pub fn external_source_topics(&self) -> Vec<String> {
         let mut topics: Vec<String> = self
             .subtopologies
@@ -786,6 +871,7 @@ impl Topology {
                 TopicName::External(t) => Some(t.clone()),
                 TopicName::Internal(_) => None,
             })
+            .chain(self.globals.iter().map(|g| g.topic.clone()))
             .collect();
         topics.sort();
         topics.dedup();

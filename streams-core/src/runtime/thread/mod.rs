@@ -498,6 +498,8 @@ pub(crate) struct ThreadSetup {
     pub(crate) membership_changes: Arc<AtomicU64>,
     /// Where the thread publishes its tasks for interactive queries and metadata.
     pub(crate) view: SharedView,
+    /// The instance's global stores, restored before the thread starts.
+    pub(crate) globals: crate::task::GlobalStores,
 }
 
 /// Runs a stream thread until shutdown or an error it cannot recover from.
@@ -534,6 +536,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         timestamps: config.timestamps.clone(),
         wall_clock_ms: 0,
         transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
+        globals: setup.globals.clone(),
     };
     let core = Arc::new(Mutex::new(ThreadCore {
         name: setup.name.clone(),
