@@ -157,9 +157,12 @@ start() {
     write_config
 
     # A cluster id is a base64url-encoded random 16-byte UUID (what StorageTool random-uuid prints);
-    # making it here saves one JVM start.
-    local cluster_id
-    cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    # making it here saves one JVM start. One that begins with `-` would read as an option to
+    # StorageTool (about 1 start in 64 failed so), so draw again.
+    local cluster_id=-
+    while [[ $cluster_id == -* ]]; do
+        cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
     java -Xmx256m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$lib/*" \
         kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$home/server.properties" \
         >"$home/logs/format.log" 2>&1 || { cat "$home/logs/format.log" >&2; die "formatting $home/data failed"; }
