@@ -167,7 +167,16 @@ fn smoke_test(guarantee: &str) {
         done.wipes,
         done.graceful,
     );
-    let tail = &out[out.len().saturating_sub(6000)..];
+    // The driver's verdict lines, and its whole log kept under target/ for a failure.
+    let findings: String = out
+        .lines()
+        .filter(|l| l.contains("fail") || l.starts_with("verifying") || l.contains("missedRecords"))
+        .map(|l| format!("{}\n", &l[..l.len().min(600)]))
+        .collect();
+    let kept = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("smoke-driver-{guarantee}.log"));
+    let _ = std::fs::write(&kept, &out);
+    let tail = format!("{findings}(the driver's whole log: {})", kept.display());
     let success = out.lines().any(|l| l.trim() == "SUCCESS");
     let accepted = success
         || (guarantee == "at_least_once"

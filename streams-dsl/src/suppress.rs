@@ -2,7 +2,7 @@
 //! the window's final value, once.
 //!
 //! [`KTable::suppress`] with [`Suppressed::until_window_closes`] buffers the latest update of
-//! every window and emits it when stream time (the task's) passes the window's end plus the grace
+//! every window and emits it when stream time passes the window's end plus the grace
 //! period of the windowed aggregation upstream (for sessions: plus the inactivity gap), as Kafka
 //! Streams' `Suppressed.untilWindowCloses`: for time windows when `end + grace <= stream time`;
 //! for sliding and session windows, whose ends are inclusive, when `end + grace < stream time`,
@@ -11,6 +11,12 @@
 //! on that last millisecond updates it). Emitted records are `Change`s with the final value
 //! and no old value, stamped with the timestamp of the update that was buffered; deletions are
 //! never emitted (a deleted window has no final result).
+//!
+//! Stream time here is the buffer's own, as in Kafka Streams: the latest timestamp among the
+//! updates that reached it (after a restart, from the first update on), not the task's. An
+//! aggregation with a cache forwards its updates at commit, oldest write first, after the task's
+//! stream time has moved on; judged by the task's time a window could close before a cached
+//! update of it arrived, and be emitted twice.
 //!
 //! The buffer is a changelogged key-value store, ordered by window end. Emitting a window and
 //! removing it from the buffer happen in the same task step, so under `exactly_once_v2` each
@@ -168,6 +174,8 @@ struct SuppressProcessor<K, V> {
     store: Option<KeyValueStore<BufferKey<K>, BufferValue<V>>>,
     /// Window ends present in the buffer (a superset: deletions leave theirs).
     ends: BTreeSet<i64>,
+    /// The latest timestamp among the updates that reached the buffer: its clock.
+    observed: i64,
 }
 
 impl<K: Data, V: Data> SuppressProcessor<K, V> {
@@ -270,10 +278,12 @@ impl<K: Data, V: Data> Processor<Windowed<K>, Change<V>, Windowed<K>, Change<V>>
                 self.store()?.delete(&key)?;
             }
         }
-        let expiry = ctx
-            .stream_time()
-            .max(r.timestamp)
-            .saturating_sub(self.grace);
+        // The buffer's own clock, not the task's: a cached aggregation upstream forwards its
+        // updates at commit, in write order, after the task's stream time has moved on. Judged
+        // by the task's time, a window could be emitted before an update of it that was still
+        // in the cache, and then emitted again with it (Kafka's smoke test caught this).
+        self.observed = self.observed.max(r.timestamp);
+        let expiry = self.observed.saturating_sub(self.grace);
         self.evict(expiry, ctx)
     }
 }
@@ -364,6 +374,7 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
                 inclusive_end: closing.inclusive_end,
                 store: None,
                 ends: BTreeSet::new(),
+                observed: i64::MIN,
             }),
             changes_key: false,
             stores: vec![store],
