@@ -37,6 +37,7 @@ fn wait_running(streams: &KafkaStreams, timeout: Duration) -> Duration {
 #[test]
 #[ignore = "needs a real Kafka broker: run scripts/test.sh"]
 fn an_instance_without_partitions_is_running_once_the_group_answered() {
+    support::init_logs();
     let kafka = real_kafka();
     let input = unique("health-in");
     let app = unique("health");

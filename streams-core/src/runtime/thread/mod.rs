@@ -186,6 +186,9 @@ pub(crate) struct ThreadCore {
     /// The group coordinator answered this member (its join state is steady), with or
     /// without partitions; from librdkafka's statistics.
     pub(crate) group_answered: bool,
+    /// Consecutive statistics reports that found this member in the group (`up`) with no
+    /// assignment; see `ThreadContext::stats`.
+    pub(crate) up_without_partitions: u32,
 }
 
 fn lock(core: &Mutex<ThreadCore>) -> std::sync::MutexGuard<'_, ThreadCore> {
@@ -590,6 +593,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         metrics_published: None,
         lags: BTreeMap::new(),
         group_answered: false,
+        up_without_partitions: 0,
     }));
     let consumer: Consumer_ = setup
         .consumer

@@ -43,7 +43,20 @@ impl ClientContext for ThreadContext {
     fn stats(&self, statistics: rdkafka::Statistics) {
         let mut core = self.core.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(group) = &statistics.cgrp {
-            if group.state == "up" && group.join_state == "steady" {
+            tracing::trace!(thread = %core.name, state = %group.state, join_state = %group.join_state,
+                assignment = group.assignment_size, "group statistics");
+            // Steady: the coordinator answered (classic protocol, or KIP-848 with partitions).
+            // Under KIP-848 a member whose answer is "no partitions" stays in join state `init`
+            // (librdkafka 2.12); its first heartbeat, sent on joining, gets the answer at once,
+            // so a member that is `up` with no partitions over three reports (3 s) has had it.
+            if group.state == "up" && group.assignment_size == 0 {
+                core.up_without_partitions += 1;
+            } else {
+                core.up_without_partitions = 0;
+            }
+            if group.state == "up"
+                && (group.join_state == "steady" || core.up_without_partitions >= 3)
+            {
                 core.group_answered = true;
             }
         }
