@@ -429,8 +429,7 @@ fn run_embedded(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// Waits until the application has committed everything in `topics` (by the offsets it reports:
-/// the embedded broker keeps no transactional offset commits).
+/// Waits until the application has committed everything in `topics`.
 fn wait_until_done(
     streams: &KafkaStreams,
     kafka: &EmbeddedKafka,
@@ -438,31 +437,7 @@ fn wait_until_done(
     topics: &[&str],
 ) -> Result<(), Box<dyn std::error::Error>> {
     let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut streak = 0;
-    loop {
-        if let Some(e) = streams.error() {
-            return Err(format!("the application failed: {e}").into());
-        }
-        if Instant::now() > deadline {
-            return Err("the input was not processed within 5 minutes".into());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        if streams.state() != State::Running {
-            continue;
-        }
-        let caught_up = support::instance_caught_up(
-            kafka.bootstrap_servers(),
-            &streams.committed_offsets(),
-            &topics,
-            args.partitions,
-        )?;
-        streak = if caught_up { streak + 1 } else { 0 };
-        // Twice in a row: the final commit also flushed the caches into the output.
-        if streak == 2 {
-            return Ok(());
-        }
-    }
+    support::wait_until_processed(streams, kafka.bootstrap_servers(), &topics, args.partitions)
 }
 
 /// An output record: `(topic, key, value)`.

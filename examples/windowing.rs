@@ -383,31 +383,7 @@ fn wait_until_done(
     args: &Args,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let topics = [args.input_topic.clone()];
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut streak = 0;
-    loop {
-        if let Some(e) = streams.error() {
-            return Err(format!("the application failed: {e}").into());
-        }
-        if Instant::now() > deadline {
-            return Err("the input was not processed within 5 minutes".into());
-        }
-        std::thread::sleep(Duration::from_millis(250));
-        if streams.state() != State::Running {
-            continue;
-        }
-        let caught_up = support::instance_caught_up(
-            kafka.bootstrap_servers(),
-            &streams.committed_offsets(),
-            &topics,
-            args.partitions,
-        )?;
-        streak = if caught_up { streak + 1 } else { 0 };
-        // Twice in a row: the final commit also flushed the caches into the output.
-        if streak == 2 {
-            return Ok(());
-        }
-    }
+    support::wait_until_processed(streams, kafka.bootstrap_servers(), &topics, args.partitions)
 }
 
 /// Every output record, in partition order: `(key, count)`.

@@ -428,3 +428,36 @@ fn readable_between(
     }
     Ok(true)
 }
+
+/// Waits (at most 5 minutes) until `streams`, running on the embedded broker at `bootstrap`, has
+/// processed and committed everything in `topics` (each with `partitions` partitions), judged by
+/// the offsets it reports committing: the embedded broker keeps no transactional offset
+/// commits. Twice in a row, so that the commit that flushed the caches into the output is in.
+pub fn wait_until_processed(
+    streams: &kstreams::KafkaStreams,
+    bootstrap: &str,
+    topics: &[String],
+    partitions: i32,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::time::Instant;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut streak = 0;
+    loop {
+        if let Some(e) = streams.error() {
+            return Err(format!("the application failed: {e}").into());
+        }
+        if Instant::now() > deadline {
+            return Err("the input was not processed within 5 minutes".into());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        if streams.state() != kstreams::State::Running {
+            continue;
+        }
+        let caught_up =
+            instance_caught_up(bootstrap, &streams.committed_offsets(), topics, partitions)?;
+        streak = if caught_up { streak + 1 } else { 0 };
+        if streak == 2 {
+            return Ok(());
+        }
+    }
+}
