@@ -399,7 +399,9 @@ fn a_foreign_key_join_of_differently_partitioned_tables_runs_through_its_topics(
         "fk-by-customer-subscription-registration-repartition",
         "fk-by-customer-subscription-response-repartition",
     ];
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Alone this settles in about 4 s; once in a loaded suite it had not after 60 s (under
+    // investigation), hence the margin and the diagnosis below.
+    let deadline = Instant::now() + Duration::from_secs(120);
     let want: BTreeMap<String, String> = orders
         .iter()
         .map(|(k, o)| {
@@ -412,20 +414,34 @@ fn a_foreign_key_join_of_differently_partitioned_tables_runs_through_its_topics(
         })
         .collect();
     // Answers travel through two topics: wait until the output holds the final join.
+    let mut seen = (false, BTreeMap::new());
     let last = loop {
         assert!(streams.error().is_none(), "{:?}", streams.error());
-        assert!(Instant::now() < deadline, "the join did not settle");
-        std::thread::sleep(Duration::from_millis(300));
-        if !caught_up(&bootstrap, "fk", &topics) {
-            continue;
+        if Instant::now() >= deadline {
+            let (committed, last) = &seen;
+            let wrong: Vec<_> = want
+                .iter()
+                .filter(|(k, v)| last.get(*k) != Some(*v))
+                .map(|(k, v)| format!("{k}: want {v:?}, got {:?}", last.get(k)))
+                .take(10)
+                .collect();
+            panic!(
+                "the join did not settle: input committed: {committed}; {} of {} orders differ, e.g. {wrong:#?}; metrics: {:?}",
+                want.iter().filter(|(k, v)| last.get(*k) != Some(*v)).count(),
+                want.len(),
+                streams.metrics()
+            );
         }
+        std::thread::sleep(Duration::from_millis(300));
+        let committed = caught_up(&bootstrap, "fk", &topics);
         let last: BTreeMap<String, String> = read_all(&bootstrap, "fk-out")
             .into_iter()
             .filter_map(|(k, values)| values.last().cloned().map(|v| (k, v)))
             .collect();
-        if last == want {
+        if committed && last == want {
             break last;
         }
+        seen = (committed, last);
     };
     assert_eq!(last.len(), 200);
     streams.close(Duration::from_secs(10));
