@@ -41,10 +41,8 @@ use clap::Parser;
 use kstreams::embedded::EmbeddedKafka;
 use kstreams::prelude::*;
 use kstreams::{KafkaStreams, State};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 const CUSTOMERS: &str = "joins-customers";
 const ORDERS: &str = "joins-orders";
@@ -448,48 +446,9 @@ fn read_output(
     kafka: &EmbeddedKafka,
     topic: &str,
 ) -> Result<Vec<Output>, Box<dyn std::error::Error>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("group.id", "joins-reader")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        ends.insert(
-            p,
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))?
-                .1,
-        );
-    }
-    consumer.assign(&tpl)?;
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let at_end = consumer
-            .position()?
-            .elements()
-            .iter()
-            .all(|e| match e.offset() {
-                Offset::Offset(o) => o >= ends[&e.partition()],
-                _ => ends[&e.partition()] == 0,
-            });
-        if at_end || Instant::now() > deadline {
-            break;
-        }
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m?;
-            let text =
-                |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
-            out.push((topic.to_owned(), text(m.key()), text(m.payload())));
-        }
-    }
-    Ok(out)
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(support::read_topic(kafka.bootstrap_servers(), topic)?
+        .into_iter()
+        .map(|(k, v)| (topic.to_owned(), text(&k), text(&v)))
+        .collect())
 }

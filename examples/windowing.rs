@@ -30,10 +30,8 @@ use clap::{Parser, ValueEnum};
 use kstreams::embedded::EmbeddedKafka;
 use kstreams::prelude::*;
 use kstreams::{KafkaStreams, State};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::ClientConfig;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Guarantee {
@@ -391,53 +389,13 @@ fn read_output(
     kafka: &EmbeddedKafka,
     topic: &str,
 ) -> Result<Vec<(String, i64)>, Box<dyn std::error::Error>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", kafka.bootstrap_servers())
-        .set("group.id", "windowing-reader")
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map_or(0, |t| t.partitions().len() as i32);
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = BTreeMap::new();
-    for p in 0..partitions {
-        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
-        ends.insert(
-            p,
-            consumer
-                .fetch_watermarks(topic, p, Duration::from_secs(10))?
-                .1,
-        );
-    }
-    consumer.assign(&tpl)?;
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let at_end = consumer
-            .position()?
-            .elements()
-            .iter()
-            .all(|e| match e.offset() {
-                Offset::Offset(o) => o >= ends[&e.partition()],
-                _ => ends[&e.partition()] == 0,
-            });
-        if at_end || Instant::now() > deadline {
-            break;
-        }
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m?;
-            let key = String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned();
-            let count = m
-                .payload()
-                .and_then(|p| <[u8; 8]>::try_from(p).ok())
+    support::read_topic(kafka.bootstrap_servers(), topic)?
+        .into_iter()
+        .map(|(k, v)| {
+            let count = <[u8; 8]>::try_from(v.as_slice())
                 .map(i64::from_be_bytes)
-                .ok_or("a count that is not 8 bytes")?;
-            out.push((key, count));
-        }
-    }
-    Ok(out)
+                .map_err(|_| "a count that is not 8 bytes")?;
+            Ok((String::from_utf8_lossy(&k).into_owned(), count))
+        })
+        .collect()
 }

@@ -461,3 +461,64 @@ pub fn wait_until_processed(
         }
     }
 }
+
+/// A record's key and value bytes.
+pub type RawRecord = (Vec<u8>, Vec<u8>);
+
+/// Every committed record of `topic` on the broker at `bootstrap`, in partition order, read to
+/// the end offsets it has when called (at most a minute): `(key, value)` bytes.
+pub fn read_topic(
+    bootstrap: &str,
+    topic: &str,
+) -> Result<Vec<RawRecord>, Box<dyn std::error::Error>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    use std::time::Instant;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("{topic}-reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map_or(0, |t| t.partitions().len() as i32);
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+        ends.insert(
+            p,
+            consumer
+                .fetch_watermarks(topic, p, Duration::from_secs(10))?
+                .1,
+        );
+    }
+    consumer.assign(&tpl)?;
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let at_end = consumer
+            .position()?
+            .elements()
+            .iter()
+            .all(|e| match e.offset() {
+                Offset::Offset(o) => o >= ends[&e.partition()],
+                _ => ends[&e.partition()] == 0,
+            });
+        if at_end || Instant::now() > deadline {
+            break;
+        }
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m?;
+            out.push((
+                m.key().unwrap_or_default().to_vec(),
+                m.payload().unwrap_or_default().to_vec(),
+            ));
+        }
+    }
+    Ok(out)
+}
