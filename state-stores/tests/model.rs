@@ -925,3 +925,25 @@ proptest! {
         run_session(stack, ops)?;
     }
 }
+
+/// Found by the model: two segments hold `[2]@-1` and `[1]@0`; a pending deletion of `[1]@0`
+/// must hide it although the later segment's key sorts before the earlier one's.
+#[test]
+fn a_pending_deletion_hides_a_window_of_a_later_segment() {
+    use WinOp::*;
+    let stack = Stack {
+        rocksdb: true,
+        transactional: true,
+        logging: false,
+        cache_bytes: None,
+        metering: false,
+    };
+    let ops = vec![
+        PipelinedCommit(vec![2], -1, Some(vec![])),
+        Commit,
+        PipelinedCommit(vec![1], 0, Some(vec![])),
+        Commit,
+        Put(vec![1], 0, None),
+    ];
+    run_window(stack, ops).map_err(|e| e.to_string()).unwrap();
+}

@@ -254,10 +254,16 @@ impl Segments {
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         let mut stored = Vec::new();
         for id in self.segments_between(from, to) {
-            stored.extend(self.scan(id, lower, upper.clone())?);
+            for item in self.scan(id, lower, upper.clone())? {
+                stored.push(item?);
+            }
         }
+        // Each segment is in key order, their concatenation only in time order: a key of a
+        // later segment may sort before one of an earlier. The merge below needs key order
+        // (and callers are promised it). Keys are unique; a stable sort merges the sorted runs.
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
         if self.pending.is_empty() && self.sealed.is_empty() {
-            return stored.into_iter().collect();
+            return Ok(stored);
         }
         let upper = upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
         let in_time = |k: &[u8]| (self.time_of)(k).is_some_and(|t| (from..=to).contains(&t));
@@ -269,7 +275,7 @@ impl Segments {
             .pending
             .range(Some(lower), upper)
             .filter(|(k, _)| in_time(k));
-        MergeIter::new(pending, MergeIter::new(sealed, stored.into_iter())).collect()
+        MergeIter::new(pending, MergeIter::new(sealed, stored.into_iter().map(Ok))).collect()
     }
 
     fn write(&mut self, time: i64, key: &[u8], value: Option<&[u8]>) -> Result<()> {
