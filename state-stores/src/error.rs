@@ -35,13 +35,15 @@ pub enum StoreError {
 
     /// Another process (or another owner in this one) holds the task directory's lock.
     #[error(
-        "state directory {} is locked by another owner; another instance with the same \
+        "state directory {} is locked by {holder}; another instance with the same \
          application.id and state.dir is running, or one has not released the task yet",
         dir.display()
     )]
     Locked {
         /// The locked task directory.
         dir: PathBuf,
+        /// Who holds it, as its lock file records: process id, host and thread.
+        holder: String,
     },
 
     /// A changelog record could not be applied during restoration.

@@ -11,8 +11,15 @@
 //! the same identity (and so, under exactly-once, the same transactional ids, which aborts what
 //! its previous incarnation left open at once). The claim is a lock too, so two live instances
 //! never share an identity.
+//!
+//! Local state is private: every directory this module creates is `0700` and every file `0600`
+//! (on Unix), and the application directory is made `0700` even when it already exists. A lock
+//! file records who holds it (process id, thread), so that a [`StoreError::Locked`] names the
+//! holder. [`StateDirectory::clean`] deletes only task directories (`<subtopology>_<partition>`
+//! and `global`): anything else a user keeps next to them stays.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StoreError};
@@ -38,18 +45,92 @@ pub fn validate_name(kind: &str, name: &str) -> std::result::Result<(), String> 
     Ok(())
 }
 
-/// Takes the exclusive lock of the file at `path` (created if missing); `None` if another
-/// holder has it.
-fn try_lock(path: &Path) -> Result<Option<File>> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| StoreError::io(path, e))?;
+/// The name of the directory of the global stores.
+pub const GLOBAL_TASK_DIR: &str = "global";
+
+/// Whether `name` is a task directory's: `<subtopology>_<partition>` or [`GLOBAL_TASK_DIR`].
+pub fn is_task_dir_name(name: &str) -> bool {
+    if name == GLOBAL_TASK_DIR {
+        return true;
+    }
+    let digits = |s: &str| !s.is_empty() && s.len() <= 10 && s.bytes().all(|b| b.is_ascii_digit());
+    name.split_once('_')
+        .is_some_and(|(sub, partition)| digits(sub) && digits(partition))
+}
+
+/// Creates `path` and its missing parents, each new one private (`0700` on Unix).
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(|e| StoreError::io(path, e))
+}
+
+/// Makes an existing directory of ours private (`0700` on Unix).
+fn make_private(path: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| StoreError::io(path, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+/// Opens (creating, `0600` on Unix) a file for reading and writing, keeping its contents.
+fn open_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.create(true).truncate(false).read(true).write(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}
+
+/// Writes `contents` to the file at `path`, private (`0600` on Unix) if it is created.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let mut file = open_private(path).map_err(|e| StoreError::io(path, e))?;
+    file.set_len(0)
+        .and_then(|()| file.write_all(contents.as_bytes()))
+        .map_err(|e| StoreError::io(path, e))
+}
+
+/// Who this lock holder is, as written into the lock file.
+fn holder_description() -> String {
+    let thread = std::thread::current();
+    format!(
+        "process {} (thread {})",
+        std::process::id(),
+        thread.name().unwrap_or("unnamed")
+    )
+}
+
+/// Takes the exclusive lock of the file at `path` (created if missing) and records the holder
+/// in it; `Err(holder)` with the recorded holder if someone else has it.
+fn try_lock(path: &Path) -> Result<std::result::Result<File, String>> {
+    let mut file = open_private(path).map_err(|e| StoreError::io(path, e))?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(file)),
-        Err(TryLockError::WouldBlock) => Ok(None),
+        Ok(()) => {
+            // Best effort: the lock, not this note, is what excludes other owners.
+            let note = holder_description();
+            let _ = file
+                .set_len(0)
+                .and_then(|()| file.rewind())
+                .and_then(|()| file.write_all(note.as_bytes()));
+            Ok(Ok(file))
+        }
+        Err(TryLockError::WouldBlock) => {
+            let mut note = String::new();
+            let _ = file.read_to_string(&mut note);
+            let note = note.trim();
+            Ok(Err(if note.is_empty() || note.len() > 200 {
+                "another owner".to_owned()
+            } else {
+                note.to_owned()
+            }))
+        }
         Err(TryLockError::Error(e)) => Err(StoreError::io(path, e)),
     }
 }
@@ -68,7 +149,8 @@ impl StateDirectory {
             reason,
         })?;
         let app_dir = state_dir.as_ref().join(application_id);
-        std::fs::create_dir_all(&app_dir).map_err(|e| StoreError::io(&app_dir, e))?;
+        create_private_dir(&app_dir)?;
+        make_private(&app_dir)?;
         Ok(StateDirectory { app_dir })
     }
 
@@ -84,14 +166,14 @@ impl StateDirectory {
             reason,
         })?;
         let path = self.app_dir.join(task_id);
-        std::fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+        create_private_dir(&path)?;
         match try_lock(&path.join(LOCK_FILE))? {
-            Some(lock) => Ok(TaskDirectory {
+            Ok(lock) => Ok(TaskDirectory {
                 task_id: task_id.to_owned(),
                 path,
                 _lock: lock,
             }),
-            None => Err(StoreError::Locked { dir: path }),
+            Err(holder) => Err(StoreError::Locked { dir: path, holder }),
         }
     }
 
@@ -99,7 +181,7 @@ impl StateDirectory {
     /// earlier instance, or `fresh` (then recorded). Held until the claim is dropped; while
     /// another live instance holds it, this one gets `fresh` and records nothing.
     pub fn claim_process(&self, fresh: &str) -> Result<ProcessClaim> {
-        let Some(lock) = try_lock(&self.app_dir.join(PROCESS_LOCK_FILE))? else {
+        let Ok(lock) = try_lock(&self.app_dir.join(PROCESS_LOCK_FILE))? else {
             return Ok(ProcessClaim {
                 id: fresh.to_owned(),
                 _lock: None,
@@ -113,7 +195,7 @@ impl StateDirectory {
         let id = match recorded {
             Some(id) => id,
             None => {
-                std::fs::write(&id_path, fresh).map_err(|e| StoreError::io(&id_path, e))?;
+                write_private(&id_path, fresh)?;
                 fresh.to_owned()
             }
         };
@@ -140,17 +222,18 @@ impl StateDirectory {
         Ok(ids)
     }
 
-    /// Deletes every task directory that no one holds; returns the ids of those it could not
-    /// delete because they are locked.
+    /// Deletes every task directory (see [`is_task_dir_name`]) that no one holds; returns the
+    /// ids of those it could not delete because they are locked. Other entries stay.
     pub fn clean(&self) -> Result<Vec<String>> {
         let mut locked = Vec::new();
         for id in self.task_ids()? {
+            if !is_task_dir_name(&id) {
+                tracing::debug!(dir = %self.app_dir.join(&id).display(), "not a task directory; left alone");
+                continue;
+            }
             match self.lock_task(&id) {
                 Ok(task) => task.delete()?,
                 Err(StoreError::Locked { .. }) => locked.push(id),
-                Err(StoreError::Config { .. }) => {
-                    // Not a task directory of ours; leave it alone.
-                }
                 Err(e) => return Err(e),
             }
         }
@@ -249,6 +332,78 @@ mod tests {
             again.store_path("counts"),
             root.path().join("app/0_1/counts")
         );
+    }
+
+    #[test]
+    fn a_locked_directory_names_its_holder() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDirectory::new(root.path(), "app").unwrap();
+        let held = std::thread::Builder::new()
+            .name("holder-thread".into())
+            .spawn({
+                let dir = dir.clone();
+                move || dir.lock_task("0_3").unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let err = dir.lock_task("0_3").unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("process {}", std::process::id())) && err.contains("holder-thread"),
+            "{err}"
+        );
+        drop(held);
+    }
+
+    #[test]
+    fn clean_deletes_only_task_directories() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = StateDirectory::new(root.path(), "app").unwrap();
+        drop(dir.lock_task("0_1").unwrap());
+        drop(dir.lock_task("global").unwrap());
+        for keep in ["backup", "notes.d", "0_x", "1_2_3"] {
+            std::fs::create_dir(dir.path().join(keep)).unwrap();
+        }
+        std::fs::write(dir.path().join("README"), "mine").unwrap();
+        assert!(dir.clean().unwrap().is_empty());
+        let mut left = dir.task_ids().unwrap();
+        left.sort();
+        assert_eq!(left, vec!["0_x", "1_2_3", "backup", "notes.d"]);
+        assert!(dir.path().join("README").exists());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_is_private_to_its_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let base = root.path().join("state");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        // An application directory left open by someone else is closed again.
+        std::fs::create_dir_all(base.join("app")).unwrap();
+        std::fs::set_permissions(base.join("app"), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let dir = StateDirectory::new(&base, "app").unwrap();
+        let task = dir.lock_task("0_0").unwrap();
+        let claim = dir.claim_process("p1").unwrap();
+        assert_eq!(mode(dir.path()), 0o700);
+        assert_eq!(mode(task.path()), 0o700);
+        assert_eq!(mode(&task.path().join(LOCK_FILE)), 0o600);
+        assert_eq!(mode(&dir.path().join(PROCESS_LOCK_FILE)), 0o600);
+        assert_eq!(mode(&dir.path().join(PROCESS_ID_FILE)), 0o600);
+        let fresh = StateDirectory::new(root.path().join("new/nested"), "app2").unwrap();
+        assert_eq!(mode(&root.path().join("new")), 0o700);
+        assert_eq!(mode(fresh.path()), 0o700);
+        drop((task, claim));
+    }
+
+    #[test]
+    fn task_directory_names_are_recognised() {
+        for yes in ["0_0", "12_345", "global"] {
+            assert!(is_task_dir_name(yes), "{yes}");
+        }
+        for no in ["", "_1", "1_", "a_1", "1_2_3", "global2", "01234567890_1", ".lock"] {
+            assert!(!is_task_dir_name(no), "{no}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::task::GlobalStores;
 use crate::topology::Topology;
 
 /// The directory (under the application's state directory) holding the global stores.
-pub(crate) const GLOBAL_DIR: &str = "global";
+pub(crate) const GLOBAL_DIR: &str = state_stores::state_dir::GLOBAL_TASK_DIR;
 const CHECKPOINT_FILE: &str = ".checkpoint";
 const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);

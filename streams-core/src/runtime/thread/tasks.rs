@@ -122,15 +122,13 @@ impl ThreadCore {
                     self.waiting_for_lock.remove(&id);
                     created.push(task);
                 }
-                Err(StreamsError::Store(state_stores::StoreError::Locked { dir })) => {
+                Err(StreamsError::Store(locked @ state_stores::StoreError::Locked { .. })) => {
                     let since = *self.waiting_for_lock.entry(id).or_insert_with(Instant::now);
                     if since.elapsed() > LOCK_PATIENCE {
                         for task in created {
                             task.close()?;
                         }
-                        return Err(StreamsError::Store(state_stores::StoreError::Locked {
-                            dir,
-                        }));
+                        return Err(StreamsError::Store(locked));
                     }
                     tracing::debug!(task = %id, "task directory still locked by its previous owner; retrying");
                 }
