@@ -5,6 +5,8 @@
 #   scripts/kafka.sh start    format a fresh log directory, start the broker, wait until it accepts
 #                             clients, print the bootstrap address and the log file
 #   scripts/kafka.sh stop     shut the broker down cleanly (SIGTERM, then wait for the JVM to exit)
+#   scripts/kafka.sh restart  stop it cleanly and start it again on the same data (fault tests)
+#   scripts/kafka.sh pid      print the broker's pid (fault tests pause it with SIGSTOP/SIGCONT)
 #   scripts/kafka.sh status   say whether it runs (exit 0 if it does, 3 if not)
 #   scripts/kafka.sh fetch    only resolve and cache the jars (the broker's, and Kafka Streams'
 #                             system-test drivers that the tests use as external oracles)
@@ -14,6 +16,13 @@
 # Environment:
 #   KAFKA_PORT             client (PLAINTEXT) port, default 9092
 #   KAFKA_CONTROLLER_PORT  KRaft controller port, default KAFKA_PORT + 1
+#   KAFKA_SASL_PORT        SASL_PLAINTEXT port (mechanisms PLAIN and SCRAM-SHA-512), default KAFKA_PORT + 2
+#   KAFKA_SASL_SSL_PORT    SASL_SSL port (TLS, same mechanisms), default KAFKA_PORT + 3
+#
+# The secured listeners know one user, `kstreams` with password `kstreams-secret` (PLAIN and
+# SCRAM-SHA-512). The TLS listener's certificate is signed by a CA made at each start, whose
+# certificate is <KSTREAMS_KAFKA_DIR>/tls/ca.pem; it names 127.0.0.1 and localhost. `start` prints
+# the secured addresses too (needs the openssl command).
 #   KAFKA_VERSION          Apache Kafka version from Maven Central, default 4.2.1
 #   KAFKA_HEAP_OPTS        JVM heap flags, default "-Xms512m -Xmx1g"
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness, default 60
@@ -24,6 +33,10 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 port=${KAFKA_PORT:-9092}
 cport=${KAFKA_CONTROLLER_PORT:-$((port + 1))}
+sasl_port=${KAFKA_SASL_PORT:-$((port + 2))}
+sasl_ssl_port=${KAFKA_SASL_SSL_PORT:-$((port + 3))}
+sasl_user=kstreams
+sasl_password=kstreams-secret
 version=${KAFKA_VERSION:-4.2.1}
 log4j_version=${KAFKA_LOG4J_VERSION:-2.25.4}
 heap=${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g}
@@ -90,6 +103,27 @@ fetch_tests() {
     touch "$tests_lib/.complete"
 }
 
+# A CA and a broker certificate for the TLS listener (PEM, unencrypted keys), made at each start.
+write_tls() {
+    local tls=$home/tls
+    rm -rf "$tls"
+    mkdir -p "$tls"
+    chmod 700 "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 30 \
+            -subj "/CN=kstreams test CA" 2>/dev/null
+        openssl req -newkey rsa:2048 -nodes -keyout broker.key -out broker.csr \
+            -subj "/CN=localhost" 2>/dev/null
+        printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >san.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+            -out broker.pem -days 30 -extfile san.ext 2>/dev/null
+        openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+        cat broker.pk8 broker.pem ca.pem >broker-keystore.pem
+        rm -f broker.csr broker.key ca.key ca.srl san.ext
+    ) || die "openssl could not make the TLS listener's certificates in $tls"
+}
+
 write_config() {
     mkdir -p "$home/data" "$home/logs"
     cat >"$home/server.properties" <<EOF
@@ -97,12 +131,21 @@ write_config() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$sasl_ssl_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport,SASL_PLAINTEXT://127.0.0.1:$sasl_port,SASL_SSL://127.0.0.1:$sasl_ssl_port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 log.dirs=$home/data
+
+# Secured listeners for the security tests: SASL (PLAIN, SCRAM-SHA-512) in clear and over TLS.
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_$sasl_user="$sasl_password";
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location=$home/tls/broker-keystore.pem
 
 # One broker: every internal topic has one replica, or groups and transactions never work.
 offsets.topic.replication.factor=1
@@ -145,16 +188,17 @@ start() {
     if pid=$(running_pid); then
         die "a broker started from $home already runs (pid $pid); run 'scripts/kafka.sh stop' first"
     fi
-    for p in "$port" "$cport"; do
+    command -v openssl >/dev/null || die "openssl not found; the TLS listener needs it (Debian: openssl)"
+    for p in "$port" "$cport" "$sasl_port" "$sasl_ssl_port"; do
         if port_in_use "$p"; then
             die "port $p on 127.0.0.1 is already in use; stop whatever holds it or choose another with KAFKA_PORT=<port> (controller: KAFKA_CONTROLLER_PORT)"
         fi
     done
     fetch
-    local began
     began=$(date +%s%N)
     rm -rf "$home/data" "$home/logs"
     write_config
+    write_tls
 
     # A cluster id is a base64url-encoded random 16-byte UUID (what StorageTool random-uuid prints);
     # making it here saves one JVM start. One that begins with `-` would read as an option to
@@ -165,19 +209,28 @@ start() {
     done
     java -Xmx256m -Dlog4j2.configurationFile="$home/log4j2.properties" -cp "$lib/*" \
         kafka.tools.StorageTool format --standalone -t "$cluster_id" -c "$home/server.properties" \
+        --add-scram "SCRAM-SHA-512=[name=$sasl_user,password=$sasl_password]" \
         >"$home/logs/format.log" 2>&1 || { cat "$home/logs/format.log" >&2; die "formatting $home/data failed"; }
+    launch
+}
+
+# Starts the JVM on the configured, formatted log directory and waits until it serves clients.
+launch() {
+    # A restart appends to the same log: wait for a start line written after this point.
+    local seen=0
+    [ -f "$logfile" ] && seen=$(grep -c 'Kafka Server started' "$logfile" 2>/dev/null || true)
 
     # setsid: the broker must outlive this script and not receive the caller's terminal signals.
     # shellcheck disable=SC2086
     setsid java $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
         -Dlog4j2.configurationFile="$home/log4j2.properties" \
         -cp "$lib/*" kafka.Kafka "$home/server.properties" \
-        >"$home/logs/stdout.log" 2>&1 </dev/null &
+        >>"$home/logs/stdout.log" 2>&1 </dev/null &
     local pid=$!
     echo "$pid" >"$pidfile"
 
     local deadline=$(( $(date +%s) + timeout ))
-    until grep -q 'Kafka Server started' "$logfile" 2>/dev/null; do
+    until [ "$(grep -c 'Kafka Server started' "$logfile" 2>/dev/null || true)" -gt "$seen" ]; do
         if ! kill -0 "$pid" 2>/dev/null; then
             rm -f "$pidfile"
             say "the broker exited during start-up; last lines of its logs:"
@@ -199,7 +252,18 @@ start() {
     local ms=$(( ($(date +%s%N) - began) / 1000000 ))
     say "Apache Kafka $version ready in ${ms} ms (pid $pid)"
     echo "bootstrap.servers=127.0.0.1:$port"
+    echo "sasl.bootstrap.servers=127.0.0.1:$sasl_port"
+    echo "sasl_ssl.bootstrap.servers=127.0.0.1:$sasl_ssl_port"
+    echo "ssl.ca.location=$home/tls/ca.pem"
     echo "log=$logfile"
+}
+
+restart() {
+    [ -f "$home/server.properties" ] && [ -d "$home/data" ] \
+        || die "no broker data in $home to restart on; use 'scripts/kafka.sh start'"
+    stop
+    began=$(date +%s%N)
+    launch
 }
 
 stop() {
@@ -237,8 +301,10 @@ status() {
 case "${1:-}" in
     start) start ;;
     stop) stop ;;
+    restart) restart ;;
+    pid) running_pid || { say "no broker runs from $home"; exit 3; } ;;
     status) status ;;
     fetch) fetch; fetch_tests; echo "$lib" ;;
     tests-classpath) fetch_tests; echo "$tests_lib/*" ;;
-    *) echo "usage: $0 start|stop|status|fetch|tests-classpath" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|restart|pid|status|fetch|tests-classpath" >&2; exit 2 ;;
 esac

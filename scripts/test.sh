@@ -21,28 +21,7 @@ step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - started ))"; }
 
 # --- 1. System prerequisites -------------------------------------------------------------------
 step "prerequisites"
-missing=()
-need_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed' || missing+=("$1"); }
-if command -v dpkg-query >/dev/null 2>&1; then
-    need_pkg libclang-dev      # bindgen for the rocksdb crate
-    need_pkg clang
-    need_pkg build-essential   # C/C++ toolchain for librdkafka and RocksDB
-    need_pkg cmake
-    need_pkg libssl-dev
-    need_pkg zlib1g-dev
-    need_pkg pkg-config
-    command -v java >/dev/null 2>&1 || need_pkg openjdk-17-jre-headless
-    command -v mvn >/dev/null 2>&1 || need_pkg maven
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "installing Debian packages: ${missing[*]}"
-        sudo_cmd=""
-        [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
-        $sudo_cmd apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
-else
-    echo "not a Debian system: make sure libclang, a C/C++ toolchain, cmake, a JDK 17+ and Maven are installed"
-fi
+scripts/setup.sh --for-tests
 cargo --version
 cargo fmt --version >/dev/null 2>&1 || { echo "rustfmt is missing (rustup component add rustfmt)"; exit 1; }
 cargo clippy --version >/dev/null 2>&1 || { echo "clippy is missing (rustup component add clippy)"; exit 1; }
@@ -92,6 +71,10 @@ trap stop_broker EXIT
 trap 'exit 130' INT TERM
 scripts/kafka.sh start
 export KSTREAMS_BOOTSTRAP_SERVERS="127.0.0.1:$KAFKA_PORT"
+# The secured listeners (tests/security.rs): SASL in clear, SASL over TLS, and the TLS CA.
+export KSTREAMS_SASL_BOOTSTRAP_SERVERS="127.0.0.1:$((KAFKA_PORT + 2))"
+export KSTREAMS_SASL_SSL_BOOTSTRAP_SERVERS="127.0.0.1:$((KAFKA_PORT + 3))"
+export KSTREAMS_SSL_CA_LOCATION="$KSTREAMS_KAFKA_DIR/tls/ca.pem"
 
 # --- 5. Tests ----------------------------------------------------------------------------------
 # --include-ignored runs the broker tests, which are ignored in a plain `cargo test`.

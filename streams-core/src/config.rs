@@ -6,6 +6,14 @@
 //! through with a prefix: `consumer.`, `producer.`, `admin.` (librdkafka names, for example
 //! `producer.linger.ms`).
 //!
+//! Security settings of the Kafka clients (librdkafka names) may also be given without a
+//! prefix, as in Kafka Streams, and then apply to every client (stream threads, restore and
+//! global consumers, producers, admin): `security.protocol`, `sasl.*` and `ssl.*`, for example
+//! `security.protocol=SASL_SSL`, `sasl.mechanisms=SCRAM-SHA-512`, `sasl.username`,
+//! `sasl.password`, `ssl.ca.location`. A prefixed key overrides them for its clients. Values of
+//! keys that hold secrets (passwords, keys, JAAS configurations, tokens) never appear in `Debug`
+//! output or logs ([`is_secret`]).
+//!
 //! Client settings the runtime's guarantees rest on cannot be overridden; such a prefixed key is
 //! an error: `consumer.group.id`, `consumer.group.instance.id`, `consumer.enable.auto.commit`,
 //! `consumer.enable.auto.offset.store`, `consumer.partition.assignment.strategy`,
@@ -26,7 +34,7 @@
 //! | `bootstrap.servers` | (required to run on Kafka) | brokers |
 //! | `client.id` | the `application.id` | prefix of the clients' ids (`<client.id>-StreamThread-<n>-consumer`, ...) |
 //! | `num.stream.threads` | 1 | stream threads (each one consumer, one producer) |
-//! | `state.dir` | `<tmp>/kstreams` | root of local state |
+//! | `state.dir` | `$XDG_STATE_HOME/kstreams`, else `~/.local/state/kstreams` | root of local state, private to its owner (`0700` directories, `0600` files) |
 //! | `commit.interval.ms` | 30000 (100 under exactly-once) | how often tasks commit |
 //! | `processing.guarantee` | `at_least_once` | or `exactly_once_v2` |
 //! | `statestore.cache.max.bytes` | 10485760 | record caches of all threads together |
@@ -162,6 +170,76 @@ const KNOWN: &[&str] = &[
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
 
+/// The default `state.dir`: `$XDG_STATE_HOME/kstreams`, else `$HOME/.local/state/kstreams`; in
+/// the system's temporary directory (`kstreams-<user>`) only when neither is set. Not a shared
+/// place: the state of one user's applications is no one else's business.
+pub fn default_state_dir() -> PathBuf {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    if let Some(state) = var("XDG_STATE_HOME") {
+        return state.join("kstreams");
+    }
+    if let Some(home) = var("HOME") {
+        return home.join(".local").join("state").join("kstreams");
+    }
+    let user = std::env::var("USER").unwrap_or_default();
+    let user: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect();
+    std::env::temp_dir().join(format!(
+        "kstreams-{}",
+        if user.is_empty() { "state" } else { &user }
+    ))
+}
+
+/// Whether `key` is a client security setting that applies to every client when given without
+/// a prefix: `security.protocol`, `sasl.*` or `ssl.*`.
+pub fn is_shared_client_key(key: &str) -> bool {
+    key == "security.protocol" || key.starts_with("sasl.") || key.starts_with("ssl.")
+}
+
+/// Whether the value of `key` (with or without a client prefix) is a secret: a password, a
+/// private key, a JAAS configuration, a token or a client secret. Such values are shown as
+/// `[redacted]`.
+pub fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "secret",
+        "jaas",
+        "token",
+        "ssl.key.pem",
+        "ssl_key",
+        "keystore.key",
+        "credentials",
+    ]
+    .iter()
+    .any(|s| key.contains(s))
+}
+
+/// Settings as `Debug` shows them: secrets redacted.
+struct Redacted<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| {
+                let shown = if is_secret(k) {
+                    "[redacted]"
+                } else {
+                    v.as_str()
+                };
+                (k, shown)
+            }))
+            .finish()
+    }
+}
+
 /// How records are committed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProcessingGuarantee {
@@ -198,7 +276,7 @@ pub struct StreamsConfig {
 impl std::fmt::Debug for StreamsConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamsConfig")
-            .field("props", &self.props)
+            .field("props", &Redacted(&self.props))
             .field("default_key_serde", &self.default_key_serde)
             .field("default_value_serde", &self.default_value_serde)
             .field("embedded", &self.embedded.is_some())
@@ -284,10 +362,13 @@ impl StreamsConfig {
     /// Checks every setting and returns them typed.
     pub fn validate(&self) -> Result<ResolvedConfig> {
         for key in self.props.keys() {
-            if !KNOWN.contains(&key.as_str()) && !PREFIXES.iter().any(|p| key.starts_with(p)) {
+            if !KNOWN.contains(&key.as_str())
+                && !PREFIXES.iter().any(|p| key.starts_with(p))
+                && !is_shared_client_key(key)
+            {
                 return Err(StreamsError::config(
                     key,
-                    "unknown setting; Kafka client properties need a `consumer.`, `producer.` or `admin.` prefix",
+                    "unknown setting; Kafka client properties need a `consumer.`, `producer.` or `admin.` prefix (security settings, `security.protocol`, `sasl.*` and `ssl.*`, may go without one and apply to every client)",
                 ));
             }
         }
@@ -381,7 +462,7 @@ impl StreamsConfig {
             state_dir: self
                 .get(STATE_DIR)
                 .map(PathBuf::from)
-                .unwrap_or_else(|| std::env::temp_dir().join("kstreams")),
+                .unwrap_or_else(default_state_dir),
             commit_interval: Duration::from_millis(self.number(
                 COMMIT_INTERVAL_MS,
                 default_commit,
@@ -408,6 +489,12 @@ impl StreamsConfig {
             consumer: prefixed("consumer."),
             producer: prefixed("producer."),
             admin: prefixed("admin."),
+            client_security: self
+                .props
+                .iter()
+                .filter(|(k, _)| is_shared_client_key(k))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             defaults: DefaultSerdes {
                 key: self.default_key_serde.clone(),
                 value: self.default_value_serde.clone(),
@@ -540,6 +627,9 @@ pub struct ResolvedConfig {
     pub producer: BTreeMap<String, String>,
     /// `admin.*` properties, without the prefix.
     pub admin: BTreeMap<String, String>,
+    /// Unprefixed client security settings (`security.protocol`, `sasl.*`, `ssl.*`), for every
+    /// client; prefixed settings override them.
+    pub client_security: BTreeMap<String, String>,
     /// Default serdes.
     pub defaults: DefaultSerdes,
     /// The deserialization handler.
@@ -574,6 +664,10 @@ impl std::fmt::Debug for ResolvedConfig {
             .field("state_dir", &self.state_dir)
             .field("commit_interval", &self.commit_interval)
             .field("guarantee", &self.guarantee)
+            .field("consumer", &Redacted(&self.consumer))
+            .field("producer", &Redacted(&self.producer))
+            .field("admin", &Redacted(&self.admin))
+            .field("client_security", &Redacted(&self.client_security))
             .finish_non_exhaustive()
     }
 }
@@ -588,6 +682,59 @@ mod tests {
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let config = StreamsConfig::new("app")
+            .set("bootstrap.servers", "broker:9093")
+            .set("security.protocol", "SASL_SSL")
+            .set("sasl.mechanisms", "SCRAM-SHA-512")
+            .set("sasl.username", "alice")
+            .set("sasl.password", "hunter2-shared")
+            .set("producer.sasl.password", "hunter2-producer")
+            .set("consumer.ssl.key.password", "hunter2-key")
+            .set("admin.sasl.oauthbearer.client.secret", "hunter2-oauth")
+            .set("ssl.key.pem", "-----BEGIN PRIVATE KEY-----hunter2-pem");
+        let resolved = config.validate().expect("valid");
+        for shown in [
+            format!("{config:?}"),
+            format!("{resolved:?}"),
+            format!("{config:#?}"),
+        ] {
+            assert!(!shown.contains("hunter2"), "a secret leaked: {shown}");
+            assert!(shown.contains("[redacted]"), "{shown}");
+            assert!(
+                shown.contains("alice") && shown.contains("SASL_SSL"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn unprefixed_security_settings_reach_every_client_and_prefixed_ones_win() {
+        let resolved = StreamsConfig::new("app")
+            .set("security.protocol", "SASL_PLAINTEXT")
+            .set("sasl.username", "alice")
+            .set("producer.sasl.username", "bob")
+            .validate()
+            .expect("valid");
+        assert_eq!(
+            resolved
+                .client_security
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_PLAINTEXT")
+        );
+        assert_eq!(
+            resolved.producer.get("sasl.username").map(String::as_str),
+            Some("bob")
+        );
+        assert!(err(StreamsConfig::new("app").set("linger.ms", "5")).contains("`linger.ms`"));
+        assert!(
+            err(StreamsConfig::new("app").set("security.protocols", "SSL"))
+                .contains("`security.protocols`")
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! contexts with the client property `debug` (for example `consumer.debug=fetch,cgrp`) and
 //! `RUST_LOG=librdkafka=debug`.
 
+use std::sync::{Arc, Mutex};
+
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::ConsumerContext;
@@ -48,3 +50,38 @@ impl ClientContext for TracingContext {
 }
 
 impl ConsumerContext for TracingContext {}
+
+/// A client context that also keeps the client's last failure (an error-level log line or a
+/// client error), so that a request that fails with a generic transport error can say why: a
+/// rejected password, an untrusted certificate, an unreachable address.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecordingContext {
+    last: Arc<Mutex<Option<String>>>,
+}
+
+impl RecordingContext {
+    /// The last failure the client reported, if any.
+    pub(crate) fn last_failure(&self) -> Option<String> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, what: String) {
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(what);
+    }
+}
+
+impl ClientContext for RecordingContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        forward(level, fac, log_message);
+        if fac == "FAIL" || (level as i32) <= (RDKafkaLogLevel::Error as i32) {
+            self.record(log_message.to_owned());
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        forward_error(&error, reason);
+        self.record(format!("{error}: {reason}"));
+    }
+}
+
+impl ConsumerContext for RecordingContext {}

@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
 
-use super::client_log::TracingContext;
+use super::client_log::{RecordingContext, TracingContext};
 use crate::config::ResolvedConfig;
 use crate::error::{Result, StreamsError};
 use crate::topology::{InternalTopicKind, TopicName, Topology};
@@ -32,10 +32,24 @@ pub(crate) struct TopicPlan {
     pub(crate) tasks: Vec<i32>,
 }
 
-fn metadata(consumer: &BaseConsumer<TracingContext>) -> Result<HashMap<String, i32>> {
+fn metadata(consumer: &BaseConsumer<RecordingContext>) -> Result<HashMap<String, i32>> {
     let md = consumer
         .fetch_metadata(None, METADATA_TIMEOUT)
-        .map_err(|e| StreamsError::kafka("fetching cluster metadata", e))?;
+        .map_err(|e| {
+            // A transport failure says nothing of its cause; the client's log does. Its log
+            // lines and errors wait in the client's queue: serve them (nothing is subscribed,
+            // so no record comes out).
+            for _ in 0..100 {
+                if consumer.poll(Duration::ZERO).is_none() {
+                    break;
+                }
+            }
+            let context = match consumer.context().last_failure() {
+                Some(why) => format!("fetching cluster metadata (the client reported: {why})"),
+                None => "fetching cluster metadata".to_owned(),
+            };
+            StreamsError::kafka(context, e)
+        })?;
     Ok(md
         .topics()
         .iter()
@@ -56,7 +70,7 @@ pub(crate) fn client_config(
     })?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", bootstrap);
-    for (k, v) in extra {
+    for (k, v) in config.client_security.iter().chain(extra) {
         c.set(k, v);
     }
     Ok(c)
@@ -124,8 +138,8 @@ pub(crate) fn prepare(
     control: bool,
 ) -> Result<TopicPlan> {
     let app = &config.application_id;
-    let consumer: BaseConsumer<TracingContext> = client_config(config, &config.consumer)?
-        .create_with_context(TracingContext)
+    let consumer: BaseConsumer<RecordingContext> = client_config(config, &config.consumer)?
+        .create_with_context(RecordingContext::default())
         .map_err(|e| StreamsError::kafka("creating the metadata client", e))?;
     let existing = metadata(&consumer)?;
 
@@ -324,7 +338,7 @@ fn create(
 }
 
 fn wait_for(
-    consumer: &BaseConsumer<TracingContext>,
+    consumer: &BaseConsumer<RecordingContext>,
     topics: &[(String, i32, BTreeMap<String, String>)],
 ) -> Result<()> {
     let deadline = Instant::now() + METADATA_TIMEOUT;
