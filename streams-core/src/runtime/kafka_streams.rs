@@ -466,6 +466,13 @@ impl KafkaStreams {
                 l(),
                 m.processing_skipped as f64,
             );
+            push(
+                tk,
+                "dead-letter-records-total",
+                "Input records written to the dead-letter queue (unreadable, or failed by a processor).",
+                l(),
+                m.dead_lettered as f64,
+            );
         }
         for (i, task, store, m) in stores {
             let labels = vec![

@@ -98,6 +98,9 @@ pub struct ThreadMetrics {
     pub produced: u64,
     /// Records the production handler dropped.
     pub production_skipped: u64,
+    /// Records written to the dead-letter queue: unreadable ones, ones a processor failed on,
+    /// and ones the producer refused.
+    pub dead_lettered: u64,
     /// Tasks currently owned.
     pub tasks: u64,
     /// Recoveries: the thread closed its tasks without committing and resumed from the last
@@ -236,11 +239,13 @@ impl ThreadCore {
         self.metrics.production_skipped = self.producer.skipped();
         self.metrics.restored = self.reader.restored_records;
         let mut live = self.metrics;
+        live.dead_lettered += self.producer.dead_lettered();
         for task in self.tasks.values() {
             live.processed += task.metrics.processed;
             live.skipped += task.metrics.skipped;
             live.punctuations += task.metrics.punctuations;
             live.processing_skipped += task.metrics.processing_skipped;
+            live.dead_lettered += task.metrics.dead_lettered;
             live.dropped_late += task.metrics.dropped_late;
         }
         *self
@@ -518,10 +523,16 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         subtopology_sources.push(full);
     }
     let topics: Vec<String> = topic_subtopology.keys().cloned().collect();
+    let dead_letter = setup
+        .config
+        .dead_letter_queue
+        .as_deref()
+        .map(crate::dead_letter::DeadLetterQueue::new);
     let producer = Arc::new(StreamsProducer::new(
         &setup.producer,
         setup.config.guarantee,
         setup.config.production.clone(),
+        dead_letter.clone(),
         format!("{}-producer", setup.name),
     )?);
     let config = &setup.config;
@@ -536,6 +547,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         cache: setup.cache.clone(),
         deserialization: config.deserialization.clone(),
         processing: config.processing.clone(),
+        dead_letter,
         timestamps: config.timestamps.clone(),
         wall_clock_ms: 0,
         transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
