@@ -26,6 +26,7 @@ pub mod metadata;
 pub mod metrics;
 pub(crate) mod producer;
 pub mod queries;
+pub(crate) mod record_headers;
 pub(crate) mod recovery;
 pub(crate) mod restore;
 pub mod state;

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Timestamp, TopicPartitionList};
 use state_stores::cache::CacheBudget;
 use state_stores::state_dir::StateDirectory;
@@ -40,7 +40,7 @@ use state_stores::RocksDbMemory;
 use crate::config::{ProcessingGuarantee, ResolvedConfig};
 use crate::error::{Result, StreamsError};
 use crate::handlers::SharedProductionHandler;
-use crate::record::{Headers, RawRecord};
+use crate::record::RawRecord;
 use crate::runtime::handoff::Handoffs;
 use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
 use crate::runtime::queries::{PublishedTask, SharedView};
@@ -98,6 +98,8 @@ pub struct ThreadMetrics {
     pub produced: u64,
     /// Records the production handler dropped.
     pub production_skipped: u64,
+    /// Header names read that were not UTF-8 (kept with the invalid bytes replaced).
+    pub lossy_header_names: u64,
     /// Records written to the dead-letter queue: unreadable ones, ones a processor failed on,
     /// and ones the producer refused.
     pub dead_lettered: u64,
@@ -433,18 +435,13 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord) {
+/// The record as the task buffers it, and how many of its header names were not UTF-8.
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord, usize) {
     let timestamp = match m.timestamp() {
         Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
         Timestamp::NotAvailable => -1,
     };
-    let headers = match m.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-            .collect(),
-        None => Headers::new(),
-    };
+    let (headers, lossy) = super::record_headers::read(m);
     (
         (m.topic().to_owned(), m.partition()),
         RawRecord {
@@ -454,6 +451,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecor
             value: m.payload().map(<[u8]>::to_vec),
             headers,
         },
+        lossy,
     )
 }
 
@@ -637,6 +635,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 (timeout, c.wants_records())
             };
             let mut batch = Vec::new();
+            let mut lossy_headers = 0;
             let poll_started = Instant::now();
             let polled = if wants_records {
                 consumer.poll(timeout)
@@ -648,7 +647,11 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 let mut next = Some(first);
                 while let Some(result) = next {
                     match result {
-                        Ok(m) => batch.push(detach(&m)),
+                        Ok(m) => {
+                            let (partition, record, lossy) = detach(&m);
+                            batch.push((partition, record));
+                            lossy_headers += lossy as u64;
+                        }
                         Err(e) => {
                             if let Some(fatal) = fatal_consumer_error(&consumer, &e) {
                                 return Err(fatal);
@@ -668,6 +671,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                     c.metrics.polls += 1;
                     c.metrics.poll_time += poll_spent;
                 }
+                c.metrics.lossy_header_names += lossy_headers;
                 c.route(batch);
                 if let Err(e) = c.maintain(&consumer) {
                     match recovery::classify(&e) {
