@@ -25,6 +25,7 @@ pub mod kafka_streams;
 pub mod metadata;
 pub mod metrics;
 pub(crate) mod producer;
+pub(crate) mod purge;
 pub mod queries;
 pub(crate) mod record_headers;
 pub(crate) mod recovery;

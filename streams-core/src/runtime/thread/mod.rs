@@ -148,6 +148,8 @@ pub(crate) struct ThreadCore {
     /// To make a new producer after the old one was fenced.
     producer_config: ClientConfig,
     production_handler: SharedProductionHandler,
+    /// Deletes committed records of repartition topics after commits.
+    purger: Option<crate::runtime::purge::RepartitionPurger>,
     commit_interval: Duration,
     last_commit: Instant,
     uncommitted: bool,
@@ -569,6 +571,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         reader: ChangelogReader::new(&setup.restore_consumer)?,
         producer,
         producer_config: setup.producer.clone(),
+        purger: crate::runtime::purge::RepartitionPurger::new(&setup.config, &setup.topology)?,
         production_handler: setup.config.production.clone(),
         commit_interval: setup.config.commit_interval,
         last_commit: Instant::now(),
