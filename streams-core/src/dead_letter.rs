@@ -4,8 +4,12 @@
 //! With `errors.deadletterqueue.topic.name` set, every record the deserialization, processing or
 //! production handler judges (whether it continues or fails) is also written to that topic: for
 //! a record that could not be read or processed, the input record as it was read (raw key and
-//! value bytes, original headers and timestamp); for a record that could not be produced, the
-//! output record as it was serialized. Kafka Streams' headers are appended:
+//! value bytes, original headers and timestamp); for a record the producer refused in `send`
+//! (too large, say), the output record as it was serialized. (A delivery the broker fails later
+//! is judged by the production handler but not written here: its delivery report no longer
+//! knows the input record it came from.) A dead-letter record the producer refuses in turn (it
+//! is as large as the record it copies) is logged, not judged again. Kafka Streams' headers are
+//! appended:
 //!
 //! | header | value (UTF-8) |
 //! |---|---|
