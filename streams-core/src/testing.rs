@@ -452,6 +452,7 @@ impl TopologyTestDriver {
                 acc.skipped += t.metrics.skipped;
                 acc.punctuations += t.metrics.punctuations;
                 acc.dropped_late += t.metrics.dropped_late;
+                acc.dropped_null_key += t.metrics.dropped_null_key;
                 acc.processing_skipped += t.metrics.processing_skipped;
                 acc.dead_lettered += t.metrics.dead_lettered;
                 acc

@@ -102,6 +102,9 @@ pub struct TaskMetrics {
     /// Records that windowed operators dropped because their window had closed, counted once
     /// per window they could not join (as Kafka Streams' dropped-records sensor does).
     pub dropped_late: u64,
+    /// Records stateful operators (aggregations, tables, joins) skipped because their key was
+    /// null, as Kafka Streams does.
+    pub dropped_null_key: u64,
     /// Records skipped because a processor failed on them and the processing handler said to
     /// continue.
     pub processing_skipped: u64,
@@ -337,6 +340,7 @@ impl StreamTask {
                     commit_requested: false,
                     timestamp,
                     dropped_late: 0,
+                    dropped_null_key: 0,
                 },
             },
             sources,
@@ -645,6 +649,7 @@ impl StreamTask {
         let result = Exec::at(&mut self.rt, node).forward(record, None);
         self.rt.shared.current = None;
         self.metrics.dropped_late = self.rt.shared.dropped_late;
+        self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
         if let Err(e) = result {
             match self.processing_error(e) {
                 error @ StreamsError::Processing { .. } => {
@@ -736,6 +741,7 @@ impl StreamTask {
             let result =
                 Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec));
             self.metrics.dropped_late = self.rt.shared.dropped_late;
+            self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
             result.map_err(|e| self.processing_error(e))?;
             self.metrics.punctuations += 1;
         }
@@ -763,6 +769,7 @@ impl StreamTask {
             }
             let result = Exec::with_processor(&mut self.rt, node, |p, exec| p.flushed(exec));
             self.metrics.dropped_late = self.rt.shared.dropped_late;
+            self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
             result.map_err(|e| self.processing_error(e))?;
         }
         self.rt.shared.commit_requested = false;

@@ -110,6 +110,8 @@ pub struct ThreadMetrics {
     pub recoveries: u64,
     /// Records windowed operators dropped because their window had closed.
     pub dropped_late: u64,
+    /// Records stateful operators skipped because their key was null.
+    pub dropped_null_key: u64,
     /// Polls of the consumer that asked for records.
     pub polls: u64,
     /// Time spent in those polls (waiting included, as Kafka Streams' `poll-latency`).
@@ -251,6 +253,7 @@ impl ThreadCore {
             live.processing_skipped += task.metrics.processing_skipped;
             live.dead_lettered += task.metrics.dead_lettered;
             live.dropped_late += task.metrics.dropped_late;
+            live.dropped_null_key += task.metrics.dropped_null_key;
         }
         *self
             .shared_metrics

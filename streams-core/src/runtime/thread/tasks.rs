@@ -312,6 +312,7 @@ impl ThreadCore {
         self.metrics.processing_skipped += task.metrics.processing_skipped;
         self.metrics.dead_lettered += task.metrics.dead_lettered;
         self.metrics.dropped_late += task.metrics.dropped_late;
+        self.metrics.dropped_null_key += task.metrics.dropped_null_key;
         if clean {
             task.close()?;
         } else {
