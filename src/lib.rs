@@ -37,6 +37,7 @@ pub use streams_core;
 pub use streams_dsl;
 
 pub use state_stores::serdes;
+pub use streams_core::dead_letter;
 pub use streams_core::embedded;
 pub use streams_core::handlers;
 /// The HTTP layer: metrics, health and key lookups forwarded to their owner (feature `http`).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use state_stores::changelog::ChangelogSink;
 
 use crate::error::StreamsError;
-use crate::record::Headers;
+use crate::record::{Headers, RecordMetadata};
 
 /// A record on its way to a topic.
 #[derive(Debug, Clone, Copy)]
@@ -25,6 +25,9 @@ pub struct OutgoingRecord<'a> {
     pub timestamp: i64,
     /// Headers.
     pub headers: &'a Headers,
+    /// The input record being processed when this one was sent, if any (none for changelog
+    /// records and during punctuation): the origin a dead-letter record names.
+    pub source: Option<&'a RecordMetadata>,
 }
 
 /// Takes a task's output records.
@@ -54,6 +57,7 @@ impl ChangelogSink for CollectorChangelogSink {
                 value,
                 timestamp: self.timestamp.load(Ordering::Relaxed),
                 headers: &headers,
+                source: None,
             })
             .map_err(|e| e.to_string())
     }

@@ -47,6 +47,8 @@
 //! | `default.production.exception.handler` | `fail` | or `continue` |
 //! | `default.timestamp.extractor` | `fail-on-invalid-timestamp` | event time of sources without their own extractor, and the policy for negative timestamps (see [`crate::timestamps`]) |
 //! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
+//! | `errors.deadletterqueue.topic.name` | (none) | topic that records the three handlers judge are written to, with headers saying why (see [`crate::dead_letter`]) |
+//! | `repartition.purge.interval.ms` | 30000 | how often, at most, records of repartition topics that were committed are deleted |
 //! | `application.server` | (none) | `host:port` where this instance serves interactive queries; advertised to the other instances (see [`KafkaStreams::query_metadata_for_key`](crate::KafkaStreams::query_metadata_for_key)) |
 
 use std::collections::BTreeMap;
@@ -100,6 +102,10 @@ pub const DESERIALIZATION_HANDLER: &str = "default.deserialization.exception.han
 pub const PRODUCTION_HANDLER: &str = "default.production.exception.handler";
 /// `processing.exception.handler`
 pub const PROCESSING_HANDLER: &str = "processing.exception.handler";
+/// `errors.deadletterqueue.topic.name`
+pub const DEAD_LETTER_QUEUE_TOPIC: &str = "errors.deadletterqueue.topic.name";
+/// `repartition.purge.interval.ms`
+pub const REPARTITION_PURGE_INTERVAL_MS: &str = "repartition.purge.interval.ms";
 
 /// The producers' transaction timeout under exactly-once, as Kafka Streams sets it.
 pub const EOS_TRANSACTION_TIMEOUT_MS: i64 = 10_000;
@@ -166,6 +172,8 @@ const KNOWN: &[&str] = &[
     DEFAULT_TIMESTAMP_EXTRACTOR,
     PROCESSING_HANDLER,
     APPLICATION_SERVER,
+    DEAD_LETTER_QUEUE_TOPIC,
+    REPARTITION_PURGE_INTERVAL_MS,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -511,6 +519,13 @@ impl StreamsConfig {
                         .map_err(|reason| StreamsError::config(APPLICATION_SERVER, reason))
                 })
                 .transpose()?,
+            dead_letter_queue: self.dead_letter_topic()?,
+            repartition_purge_interval: Duration::from_millis(self.number(
+                REPARTITION_PURGE_INTERVAL_MS,
+                30_000,
+                0,
+                i64::MAX,
+            )? as u64),
             embedded: self.embedded.clone(),
             client_id: self
                 .get(CLIENT_ID)
@@ -573,6 +588,27 @@ impl StreamsConfig {
             }
         }
         Ok(())
+    }
+
+    /// `errors.deadletterqueue.topic.name`, if set: a legal Kafka topic name.
+    fn dead_letter_topic(&self) -> Result<Option<String>> {
+        let Some(topic) = self.get(DEAD_LETTER_QUEUE_TOPIC) else {
+            return Ok(None);
+        };
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        if topic.is_empty() || topic.len() > 249 || topic == "." || topic == ".." {
+            return Err(StreamsError::config(
+                DEAD_LETTER_QUEUE_TOPIC,
+                format!("`{topic}` is not a topic name (1 to 249 characters, not `.` or `..`)"),
+            ));
+        }
+        if let Some(bad) = topic.chars().find(|c| !legal(*c)) {
+            return Err(StreamsError::config(
+                DEAD_LETTER_QUEUE_TOPIC,
+                format!("`{topic}` is not a topic name: `{bad}` is not allowed (only ASCII letters, digits, `.`, `_` and `-`)"),
+            ));
+        }
+        Ok(Some(topic.to_owned()))
     }
 
     fn number(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64> {
@@ -642,6 +678,10 @@ pub struct ResolvedConfig {
     pub processing: SharedProcessingHandler,
     /// `application.server`: where this instance answers interactive queries.
     pub application_server: Option<crate::runtime::metadata::HostInfo>,
+    /// `errors.deadletterqueue.topic.name`.
+    pub dead_letter_queue: Option<String>,
+    /// `repartition.purge.interval.ms`.
+    pub repartition_purge_interval: Duration,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 
@@ -805,6 +845,29 @@ mod tests {
         assert!(
             err(StreamsConfig::new("app").set(PROCESSING_HANDLER, "ignore"))
                 .contains("`processing.exception.handler`")
+        );
+    }
+
+    #[test]
+    fn the_dead_letter_topic_must_be_a_topic_name() {
+        for bad in ["", "..", "dead letters", "dlq/1", &"x".repeat(250)] {
+            let message = err(StreamsConfig::new("app").set(DEAD_LETTER_QUEUE_TOPIC, bad));
+            assert!(
+                message.contains("`errors.deadletterqueue.topic.name`"),
+                "{bad}: {message}"
+            );
+        }
+        let ok = StreamsConfig::new("app")
+            .set(DEAD_LETTER_QUEUE_TOPIC, "app.dead-letters_1")
+            .validate()
+            .unwrap();
+        assert_eq!(ok.dead_letter_queue.as_deref(), Some("app.dead-letters_1"));
+        assert_eq!(
+            StreamsConfig::new("app")
+                .validate()
+                .unwrap()
+                .dead_letter_queue,
+            None
         );
     }
 

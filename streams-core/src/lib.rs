@@ -12,6 +12,7 @@
 
 pub mod collector;
 pub mod config;
+pub mod dead_letter;
 pub(crate) mod dynamic;
 pub mod embedded;
 pub mod error;

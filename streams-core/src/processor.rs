@@ -148,6 +148,12 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
         self.exec.rt.shared.dropped_late += 1;
     }
 
+    /// Counts one record that a stateful operator skipped because its key was null (it cannot
+    /// be stored or looked up). Shows in the task's `dropped_null_key` metric.
+    pub fn record_dropped_null_key(&mut self) {
+        self.exec.rt.shared.dropped_null_key += 1;
+    }
+
     /// Asks for a commit as soon as the current record is done.
     pub fn commit(&mut self) {
         self.exec.rt.shared.commit_requested = true;

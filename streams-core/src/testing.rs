@@ -292,6 +292,10 @@ impl TopologyTestDriver {
             deserialization: config.deserialization.clone(),
             timestamps: config.timestamps.clone(),
             processing: config.processing.clone(),
+            dead_letter: config
+                .dead_letter_queue
+                .as_deref()
+                .map(crate::dead_letter::DeadLetterQueue::new),
             wall_clock_ms: 0,
             // The driver commits no transactions: stores write through.
             transactional: false,
@@ -448,6 +452,9 @@ impl TopologyTestDriver {
                 acc.skipped += t.metrics.skipped;
                 acc.punctuations += t.metrics.punctuations;
                 acc.dropped_late += t.metrics.dropped_late;
+                acc.dropped_null_key += t.metrics.dropped_null_key;
+                acc.processing_skipped += t.metrics.processing_skipped;
+                acc.dead_lettered += t.metrics.dead_lettered;
                 acc
             })
     }

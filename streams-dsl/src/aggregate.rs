@@ -140,6 +140,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
     ) -> ProcessorResult {
         if self.table.is_null_key(&r.key) {
             tracing::debug!(store = %self.table.store_name, "skipping a record with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let old = self.table.get(&r.key)?;
@@ -178,6 +179,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, Change<V>, K, Change<VA>>
     ) -> ProcessorResult {
         if self.table.is_null_key(&r.key) {
             tracing::debug!(store = %self.table.store_name, "skipping a record with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let old = self.table.get(&r.key)?;

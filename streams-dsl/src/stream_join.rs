@@ -496,6 +496,7 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> Processor<K, Side<V1, V2>, K, VR>
                 }
             } else {
                 tracing::debug!(store = %self.left_name, "skipping a join record with a null key");
+                ctx.record_dropped_null_key();
             }
             return Ok(());
         }

@@ -71,6 +71,7 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
     ) -> ProcessorResult {
         if self.table.is_null_key(&r.key) {
             tracing::debug!(store = %self.table.store_name, "skipping a table update with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let old = self.table.get(&r.key)?;

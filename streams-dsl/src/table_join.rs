@@ -125,6 +125,7 @@ impl<K: Data, V: Data, VT: Data, VR: Data> Processor<K, V, K, VR>
         let found = if self.table.is_null_key(&r.key)? {
             if !self.left {
                 tracing::debug!(store = %self.table.store_name, "skipping a stream-table join record with a null key");
+                ctx.record_dropped_null_key();
                 return Ok(());
             }
             None

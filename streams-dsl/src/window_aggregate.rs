@@ -451,6 +451,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> ProcessorResult {
         if self.table.is_null_key(&r.key) {
             tracing::debug!(store = %self.table.store_name, "skipping a record with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let t = r.timestamp;
@@ -774,6 +775,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> ProcessorResult {
         if self.table.is_null_key(&r.key) {
             tracing::debug!(store = %self.table.store_name, "skipping a record with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let (t, d) = (r.timestamp, self.d());
@@ -895,6 +897,7 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, Windowed<K>, Change<VA>>
     ) -> ProcessorResult {
         if self.store()?.is_null_key(&r.key) {
             tracing::debug!(store = %self.store_name, "skipping a record with a null key");
+            ctx.record_dropped_null_key();
             return Ok(());
         }
         let t = r.timestamp;

@@ -140,6 +140,7 @@ fn null_keys_are_skipped() -> R {
         out.read_key_values_to_list()?,
         vec![(Some(s("k")), Some(-3))]
     );
+    assert_eq!(driver.metrics().dropped_null_key, 1, "the skip is counted");
     Ok(())
 }
 

@@ -444,7 +444,7 @@ impl KafkaStreams {
                 l(),
                 m.processed as f64,
             );
-            push(tk, "dropped-records-total", "Records dropped: unreadable or with an invalid timestamp (skipped), failed by a processor under a continue policy, or late for their window.", l(), (m.skipped + m.processing_skipped + m.dropped_late) as f64);
+            push(tk, "dropped-records-total", "Records dropped: unreadable or with an invalid timestamp (skipped), failed by a processor under a continue policy, or late for their window.", l(), (m.skipped + m.processing_skipped + m.dropped_late + m.dropped_null_key) as f64);
             push(
                 tk,
                 "skipped-records-total",
@@ -465,6 +465,13 @@ impl KafkaStreams {
                 "Records skipped because a processor failed on them.",
                 l(),
                 m.processing_skipped as f64,
+            );
+            push(
+                tk,
+                "dead-letter-records-total",
+                "Input records written to the dead-letter queue (unreadable, or failed by a processor).",
+                l(),
+                m.dead_lettered as f64,
             );
         }
         for (i, task, store, m) in stores {

@@ -5,7 +5,7 @@
 //! | Kafka Streams group (level) | here | labels | metrics |
 //! |---|---|---|---|
 //! | `stream-thread-metrics` | `stream_thread` | `thread_id` | `process-total/rate`, `process-latency-avg/max` (ms), `commit-total/rate`, `commit-latency-avg` (ms), `poll-total/rate`, `poll-latency-avg` (ms), `punctuate-total`, `restore-total/rate`, `task-count` |
-//! | `stream-task-metrics` | `stream_task` | `thread_id`, `task_id` | `process-total`, `dropped-records-total` (every record dropped: unreadable, failed, late), `skipped-records-total`, `late-records-dropped-total`, `processing-skipped-total` |
+//! | `stream-task-metrics` | `stream_task` | `thread_id`, `task_id` | `process-total`, `dropped-records-total` (every record dropped: unreadable, failed, late), `skipped-records-total`, `late-records-dropped-total`, `processing-skipped-total`, `dead-letter-records-total` |
 //! | `stream-state-metrics` | `stream_state` | `thread_id`, `task_id`, `store` | `put/get/delete/range/flush-latency-avg/max` (ns), `put/get-total`, `restore-total`, `restore-rate`, `restore-remaining-records-total` |
 //! | `consumer-fetch-manager-metrics` | `consumer_fetch_manager` | `thread_id`, `topic`, `partition` | `records-lag` |
 //!

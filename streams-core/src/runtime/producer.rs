@@ -32,9 +32,10 @@ use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::ProcessingGuarantee;
+use crate::dead_letter::{DeadLetterQueue, FailedRecord};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{HandlerResponse, SharedProductionHandler};
-use crate::record::Headers;
+use crate::record::{Headers, RecordMetadata};
 
 /// How long a send waits for room in a full producer queue before failing.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -102,6 +103,10 @@ pub(crate) struct StreamsProducer {
     client_id: String,
     /// Records dropped by the production handler.
     skipped: Mutex<u64>,
+    /// Where records the client refused are written, if anywhere.
+    dead_letter: Option<DeadLetterQueue>,
+    /// Records written there.
+    dead_lettered: Mutex<u64>,
 }
 
 /// A record sent while a commit was in flight, held for the next transaction.
@@ -112,6 +117,7 @@ struct HeldRecord {
     value: Option<Vec<u8>>,
     timestamp: i64,
     headers: Headers,
+    source: Option<RecordMetadata>,
 }
 
 /// Where the producer is in a commit.
@@ -133,6 +139,7 @@ impl StreamsProducer {
         config: &ClientConfig,
         guarantee: ProcessingGuarantee,
         handler: SharedProductionHandler,
+        dead_letter: Option<DeadLetterQueue>,
         client_id: String,
     ) -> Result<Self> {
         let deliveries = Arc::new(Mutex::new(Deliveries::default()));
@@ -150,6 +157,8 @@ impl StreamsProducer {
             commit: Mutex::new(CommitState::Idle),
             client_id,
             skipped: Mutex::new(0),
+            dead_letter,
+            dead_lettered: Mutex::new(0),
         };
         if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences an earlier producer with the same transactional id and aborts what it left
@@ -260,6 +269,7 @@ impl StreamsProducer {
                     value: record.value.map(<[u8]>::to_vec),
                     timestamp: record.timestamp,
                     headers: record.headers.clone(),
+                    source: record.source.cloned(),
                 });
                 return Ok(());
             }
@@ -307,16 +317,18 @@ impl StreamsProducer {
                     // The background thread drains the queue; give it a moment.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return self.send_error(record.topic, e),
+                Err((e, _)) => return self.send_error(record, e),
             }
         }
     }
 
     /// What a refused send means: a record the client rejects outright (too large, say) is
-    /// judged by the production handler like a failed delivery (`Ok` when it skips it); a
-    /// fenced producer means the tasks may have moved on; any other refusal under exactly-once
-    /// leaves the transaction unable to commit.
-    fn send_error(&self, topic: &str, e: KafkaError) -> Result<()> {
+    /// judged by the production handler like a failed delivery (`Ok` when it skips it), and
+    /// written to the dead-letter queue if there is one; a fenced producer means the tasks may
+    /// have moved on; any other refusal under exactly-once leaves the transaction unable to
+    /// commit.
+    fn send_error(&self, record: OutgoingRecord<'_>, e: KafkaError) -> Result<()> {
+        let topic = record.topic;
         if self.is_fatal() {
             return Err(StreamsError::TaskMigrated {
                 task: format!("(all tasks of {})", self.client_id),
@@ -334,7 +346,19 @@ impl StreamsProducer {
             )
         );
         if refused_record {
-            return match self.handler.handle(topic, &e.to_string()) {
+            let dead_letter = self.dead_letter.as_ref();
+            if dead_letter.is_some_and(|d| d.topic() == topic) {
+                // A dead-letter record is not judged again, nor written to the queue again:
+                // its own record's handling reports the failure.
+                return Err(StreamsError::Fatal(format!(
+                    "the dead-letter topic `{topic}` refused a record: {e}"
+                )));
+            }
+            let response = self.handler.handle(topic, &e.to_string());
+            if let Some(dlq) = dead_letter {
+                self.dead_letter_refused(dlq, record, &e);
+            }
+            return match response {
                 HandlerResponse::Continue => {
                     *self.skipped.lock().unwrap_or_else(|p| p.into_inner()) += 1;
                     Ok(())
@@ -351,6 +375,28 @@ impl StreamsProducer {
             });
         }
         Err(StreamsError::kafka(format!("sending to `{topic}`"), e))
+    }
+
+    /// Writes a record the client refused to the dead-letter queue. The production handler has
+    /// already decided about the record; a dead-letter record that cannot be written either
+    /// (the same size limit applies to it) is logged, not judged again.
+    fn dead_letter_refused(
+        &self,
+        dlq: &DeadLetterQueue,
+        record: OutgoingRecord<'_>,
+        e: &KafkaError,
+    ) {
+        let failed = FailedRecord {
+            key: record.key,
+            value: record.value,
+            timestamp: record.timestamp,
+            headers: record.headers,
+            origin: record.source,
+        };
+        let exception = format!("KafkaError::{e:?}");
+        if dlq.send(|r| self.send(r), failed, &exception, e).is_ok() {
+            *self.dead_lettered.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        }
     }
 
     /// Waits until every record sent so far is delivered or failed, then applies the
@@ -438,6 +484,11 @@ impl StreamsProducer {
     /// Records dropped by the production handler.
     pub(crate) fn skipped(&self) -> u64 {
         *self.skipped.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records written to the dead-letter queue because the client refused them.
+    pub(crate) fn dead_lettered(&self) -> u64 {
+        *self.dead_lettered.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Exactly-once: starts committing the open transaction together with `offsets` for the
@@ -573,6 +624,7 @@ impl StreamsProducer {
                 value: r.value.as_deref(),
                 timestamp: r.timestamp,
                 headers: &r.headers,
+                source: r.source.as_ref(),
             })?;
         }
         Ok(())

@@ -236,8 +236,13 @@ pub(crate) fn prepare(
         let (count, config) = match &internal.kind {
             InternalTopicKind::Repartition { .. } => {
                 let mut c = BTreeMap::new();
+                // Kafka Streams' repartition topic settings: records are kept until the
+                // application purges what it committed (`runtime::purge`), in 50 MB segments so
+                // that purged ones are dropped soon.
                 c.insert("cleanup.policy".to_owned(), "delete".to_owned());
+                c.insert("segment.bytes".to_owned(), "52428800".to_owned());
                 c.insert("retention.ms".to_owned(), "-1".to_owned());
+                c.insert("message.timestamp.type".to_owned(), "CreateTime".to_owned());
                 (known[&full], c)
             }
             InternalTopicKind::Changelog {
@@ -247,6 +252,7 @@ pub(crate) fn prepare(
             } => {
                 let mut c = BTreeMap::new();
                 c.insert("cleanup.policy".to_owned(), "compact".to_owned());
+                c.insert("message.timestamp.type".to_owned(), "CreateTime".to_owned());
                 c.extend(config.clone());
                 (tasks[*subtopology as usize], c)
             }

@@ -28,6 +28,7 @@ use state_stores::typed::StoreCell;
 use state_stores::{ChangelogRecord, RocksDbMemory, StoreBuilder};
 
 use crate::collector::{CollectorChangelogSink, RecordCollector};
+use crate::dead_letter::{exception_name, DeadLetterQueue, FailedRecord};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{
     ErrorContext, HandlerResponse, SharedDeserializationHandler, SharedProcessingHandler,
@@ -40,6 +41,7 @@ use crate::topology::{DecodeError, NodeKind, SourceDecoder, StoreKind, Topology}
 use queue::PartitionGroup;
 pub(crate) use runtime::panic_message;
 pub(crate) use runtime::GlobalStores;
+pub(crate) use runtime::Panicked;
 use runtime::{Exec, NodeFailure, NodeSlot, Punctuators, StoreHandle, TaskRuntime, TaskShared};
 
 /// A task's identity: sub-topology and partition, written `<sub-topology>_<partition>`.
@@ -69,6 +71,8 @@ pub(crate) struct TaskEnv {
     pub(crate) deserialization: SharedDeserializationHandler,
     pub(crate) timestamps: TimestampSettings,
     pub(crate) processing: SharedProcessingHandler,
+    /// Where records the handlers judge are written, if anywhere.
+    pub(crate) dead_letter: Option<DeadLetterQueue>,
     pub(crate) wall_clock_ms: i64,
     /// Exactly-once: RocksDB stores hold the open transaction's writes until the commit.
     pub(crate) transactional: bool,
@@ -98,9 +102,15 @@ pub struct TaskMetrics {
     /// Records that windowed operators dropped because their window had closed, counted once
     /// per window they could not join (as Kafka Streams' dropped-records sensor does).
     pub dropped_late: u64,
+    /// Records stateful operators (aggregations, tables, joins) skipped because their key was
+    /// null, as Kafka Streams does.
+    pub dropped_null_key: u64,
     /// Records skipped because a processor failed on them and the processing handler said to
     /// continue.
     pub processing_skipped: u64,
+    /// Records written to the dead-letter queue (unreadable ones and ones a processor failed
+    /// on).
+    pub dead_lettered: u64,
 }
 
 pub(crate) struct StreamTask {
@@ -114,6 +124,7 @@ pub(crate) struct StreamTask {
     handler: SharedDeserializationHandler,
     timestamps: TimestampSettings,
     processing: SharedProcessingHandler,
+    dead_letter: Option<DeadLetterQueue>,
     /// Next offset to commit per input partition, advanced as records are taken.
     consumed: BTreeMap<(String, i32), i64>,
     changelogs: Vec<ChangelogPartition>,
@@ -329,6 +340,7 @@ impl StreamTask {
                     commit_requested: false,
                     timestamp,
                     dropped_late: 0,
+                    dropped_null_key: 0,
                 },
             },
             sources,
@@ -337,6 +349,7 @@ impl StreamTask {
             handler: env.deserialization.clone(),
             timestamps: env.timestamps.clone(),
             processing: env.processing.clone(),
+            dead_letter: env.dead_letter.clone(),
             consumed: BTreeMap::new(),
             changelogs,
             dir,
@@ -584,7 +597,10 @@ impl StreamTask {
                     partition,
                     offset,
                 };
-                return match self.handler.handle(&context, &error) {
+                let response = self.handler.handle(&context, &error);
+                let node_name = self.rt.nodes[node].name.clone();
+                self.dead_letter(&topic, partition, &raw, &node_name, &error, response)?;
+                return match response {
                     HandlerResponse::Continue => {
                         tracing::debug!(task = %self.id, what, "skipped an unreadable record");
                         self.metrics.skipped += 1;
@@ -633,6 +649,7 @@ impl StreamTask {
         let result = Exec::at(&mut self.rt, node).forward(record, None);
         self.rt.shared.current = None;
         self.metrics.dropped_late = self.rt.shared.dropped_late;
+        self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
         if let Err(e) = result {
             match self.processing_error(e) {
                 error @ StreamsError::Processing { .. } => {
@@ -650,7 +667,9 @@ impl StreamTask {
                         partition,
                         offset,
                     };
-                    match self.processing.handle(&context, &error) {
+                    let response = self.processing.handle(&context, &error);
+                    self.dead_letter(&topic, partition, &raw, &node, &error, response)?;
+                    match response {
                         HandlerResponse::Continue => self.metrics.processing_skipped += 1,
                         HandlerResponse::Fail => return Err(error),
                     }
@@ -666,6 +685,50 @@ impl StreamTask {
         Ok(true)
     }
 
+    /// Writes an input record a handler judged to the dead-letter queue, if one is configured.
+    /// When the handler failed the task, a failure to write it is logged and the handler's
+    /// error is what counts; when it continued, that failure is the task's.
+    fn dead_letter(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        raw: &RawRecord,
+        node: &str,
+        error: &StreamsError,
+        response: HandlerResponse,
+    ) -> Result<()> {
+        let Some(dlq) = &self.dead_letter else {
+            return Ok(());
+        };
+        let origin = RecordMetadata {
+            topic: topic.to_owned(),
+            partition,
+            offset: raw.offset,
+        };
+        let failed = FailedRecord {
+            key: raw.key.as_deref(),
+            value: raw.value.as_deref(),
+            timestamp: raw.timestamp,
+            headers: &raw.headers,
+            origin: Some(&origin),
+        };
+        let collector = &self.rt.shared.collector;
+        match dlq.send(|r| collector.send(r), failed, exception_name(error), error) {
+            Ok(()) => {
+                tracing::debug!(task = %self.id, node, topic, partition, offset = raw.offset,
+                    dead_letter_topic = dlq.topic(), "wrote the record to the dead-letter queue");
+                self.metrics.dead_lettered += 1;
+                Ok(())
+            }
+            Err(e) if response == HandlerResponse::Fail => {
+                tracing::error!(task = %self.id, topic, partition, offset = raw.offset, error = %e,
+                    "the record could not be written to the dead-letter queue either");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Runs the punctuations of `kind` due at `now`; returns whether any ran.
     pub(crate) fn punctuate(&mut self, kind: PunctuationType, now: i64) -> Result<bool> {
         if self.rt.shared.punctuators.is_empty() || now == i64::MIN {
@@ -678,6 +741,7 @@ impl StreamTask {
             let result =
                 Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec));
             self.metrics.dropped_late = self.rt.shared.dropped_late;
+            self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
             result.map_err(|e| self.processing_error(e))?;
             self.metrics.punctuations += 1;
         }
@@ -705,6 +769,7 @@ impl StreamTask {
             }
             let result = Exec::with_processor(&mut self.rt, node, |p, exec| p.flushed(exec));
             self.metrics.dropped_late = self.rt.shared.dropped_late;
+            self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
             result.map_err(|e| self.processing_error(e))?;
         }
         self.rt.shared.commit_requested = false;

@@ -204,6 +204,7 @@ pub(crate) struct TaskShared {
     pub(crate) timestamp: Arc<AtomicI64>,
     /// Records (per window) that windowed operators dropped because their window had closed.
     pub(crate) dropped_late: u64,
+    pub(crate) dropped_null_key: u64,
 }
 
 pub(crate) struct TaskRuntime {

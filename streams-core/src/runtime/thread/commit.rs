@@ -190,6 +190,9 @@ impl ThreadCore {
                 task.commit_stores(&self.next_offsets(task, ends))?;
             }
         }
+        if let Some(purger) = &mut self.purger {
+            purger.committed(&done.offsets);
+        }
         {
             let mut shared = self
                 .shared_committed

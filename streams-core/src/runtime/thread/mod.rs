@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers as _, Message};
+use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Timestamp, TopicPartitionList};
 use state_stores::cache::CacheBudget;
 use state_stores::state_dir::StateDirectory;
@@ -40,7 +40,7 @@ use state_stores::RocksDbMemory;
 use crate::config::{ProcessingGuarantee, ResolvedConfig};
 use crate::error::{Result, StreamsError};
 use crate::handlers::SharedProductionHandler;
-use crate::record::{Headers, RawRecord};
+use crate::record::RawRecord;
 use crate::runtime::handoff::Handoffs;
 use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
 use crate::runtime::queries::{PublishedTask, SharedView};
@@ -98,6 +98,11 @@ pub struct ThreadMetrics {
     pub produced: u64,
     /// Records the production handler dropped.
     pub production_skipped: u64,
+    /// Header names read that were not UTF-8 (kept with the invalid bytes replaced).
+    pub lossy_header_names: u64,
+    /// Records written to the dead-letter queue: unreadable ones, ones a processor failed on,
+    /// and ones the producer refused.
+    pub dead_lettered: u64,
     /// Tasks currently owned.
     pub tasks: u64,
     /// Recoveries: the thread closed its tasks without committing and resumed from the last
@@ -105,6 +110,8 @@ pub struct ThreadMetrics {
     pub recoveries: u64,
     /// Records windowed operators dropped because their window had closed.
     pub dropped_late: u64,
+    /// Records stateful operators skipped because their key was null.
+    pub dropped_null_key: u64,
     /// Polls of the consumer that asked for records.
     pub polls: u64,
     /// Time spent in those polls (waiting included, as Kafka Streams' `poll-latency`).
@@ -143,6 +150,8 @@ pub(crate) struct ThreadCore {
     /// To make a new producer after the old one was fenced.
     producer_config: ClientConfig,
     production_handler: SharedProductionHandler,
+    /// Deletes committed records of repartition topics after commits.
+    purger: Option<crate::runtime::purge::RepartitionPurger>,
     commit_interval: Duration,
     last_commit: Instant,
     uncommitted: bool,
@@ -236,12 +245,15 @@ impl ThreadCore {
         self.metrics.production_skipped = self.producer.skipped();
         self.metrics.restored = self.reader.restored_records;
         let mut live = self.metrics;
+        live.dead_lettered += self.producer.dead_lettered();
         for task in self.tasks.values() {
             live.processed += task.metrics.processed;
             live.skipped += task.metrics.skipped;
             live.punctuations += task.metrics.punctuations;
             live.processing_skipped += task.metrics.processing_skipped;
+            live.dead_lettered += task.metrics.dead_lettered;
             live.dropped_late += task.metrics.dropped_late;
+            live.dropped_null_key += task.metrics.dropped_null_key;
         }
         *self
             .shared_metrics
@@ -428,18 +440,13 @@ fn wall_clock_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord) {
+/// The record as the task buffers it, and how many of its header names were not UTF-8.
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord, usize) {
     let timestamp = match m.timestamp() {
         Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
         Timestamp::NotAvailable => -1,
     };
-    let headers = match m.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-            .collect(),
-        None => Headers::new(),
-    };
+    let (headers, lossy) = super::record_headers::read(m);
     (
         (m.topic().to_owned(), m.partition()),
         RawRecord {
@@ -449,6 +456,7 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecor
             value: m.payload().map(<[u8]>::to_vec),
             headers,
         },
+        lossy,
     )
 }
 
@@ -518,10 +526,16 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         subtopology_sources.push(full);
     }
     let topics: Vec<String> = topic_subtopology.keys().cloned().collect();
+    let dead_letter = setup
+        .config
+        .dead_letter_queue
+        .as_deref()
+        .map(crate::dead_letter::DeadLetterQueue::new);
     let producer = Arc::new(StreamsProducer::new(
         &setup.producer,
         setup.config.guarantee,
         setup.config.production.clone(),
+        dead_letter.clone(),
         format!("{}-producer", setup.name),
     )?);
     let config = &setup.config;
@@ -536,6 +550,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         cache: setup.cache.clone(),
         deserialization: config.deserialization.clone(),
         processing: config.processing.clone(),
+        dead_letter,
         timestamps: config.timestamps.clone(),
         wall_clock_ms: 0,
         transactional: config.guarantee == ProcessingGuarantee::ExactlyOnceV2,
@@ -559,6 +574,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         reader: ChangelogReader::new(&setup.restore_consumer)?,
         producer,
         producer_config: setup.producer.clone(),
+        purger: crate::runtime::purge::RepartitionPurger::new(&setup.config, &setup.topology)?,
         production_handler: setup.config.production.clone(),
         commit_interval: setup.config.commit_interval,
         last_commit: Instant::now(),
@@ -625,6 +641,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 (timeout, c.wants_records())
             };
             let mut batch = Vec::new();
+            let mut lossy_headers = 0;
             let poll_started = Instant::now();
             let polled = if wants_records {
                 consumer.poll(timeout)
@@ -636,7 +653,11 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 let mut next = Some(first);
                 while let Some(result) = next {
                     match result {
-                        Ok(m) => batch.push(detach(&m)),
+                        Ok(m) => {
+                            let (partition, record, lossy) = detach(&m);
+                            batch.push((partition, record));
+                            lossy_headers += lossy as u64;
+                        }
                         Err(e) => {
                             if let Some(fatal) = fatal_consumer_error(&consumer, &e) {
                                 return Err(fatal);
@@ -656,6 +677,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                     c.metrics.polls += 1;
                     c.metrics.poll_time += poll_spent;
                 }
+                c.metrics.lossy_header_names += lossy_headers;
                 c.route(batch);
                 if let Err(e) = c.maintain(&consumer) {
                     match recovery::classify(&e) {

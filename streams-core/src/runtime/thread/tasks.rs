@@ -308,7 +308,9 @@ impl ThreadCore {
         self.metrics.skipped += task.metrics.skipped;
         self.metrics.punctuations += task.metrics.punctuations;
         self.metrics.processing_skipped += task.metrics.processing_skipped;
+        self.metrics.dead_lettered += task.metrics.dead_lettered;
         self.metrics.dropped_late += task.metrics.dropped_late;
+        self.metrics.dropped_null_key += task.metrics.dropped_null_key;
         if clean {
             task.close()?;
         } else {
@@ -380,6 +382,7 @@ impl ThreadCore {
             &self.producer_config,
             self.guarantee,
             self.production_handler.clone(),
+            self.env.dead_letter.clone(),
             self.producer.client_id().to_owned(),
         )?);
         self.env.collector = Arc::new(KafkaRecordCollector {
