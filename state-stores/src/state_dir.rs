@@ -349,7 +349,8 @@ mod tests {
             .unwrap();
         let err = dir.lock_task("0_3").unwrap_err().to_string();
         assert!(
-            err.contains(&format!("process {}", std::process::id())) && err.contains("holder-thread"),
+            err.contains(&format!("process {}", std::process::id()))
+                && err.contains("holder-thread"),
             "{err}"
         );
         drop(held);
@@ -401,7 +402,16 @@ mod tests {
         for yes in ["0_0", "12_345", "global"] {
             assert!(is_task_dir_name(yes), "{yes}");
         }
-        for no in ["", "_1", "1_", "a_1", "1_2_3", "global2", "01234567890_1", ".lock"] {
+        for no in [
+            "",
+            "_1",
+            "1_",
+            "a_1",
+            "1_2_3",
+            "global2",
+            "01234567890_1",
+            ".lock",
+        ] {
             assert!(!is_task_dir_name(no), "{no}");
         }
     }
