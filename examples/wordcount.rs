@@ -69,6 +69,10 @@ struct Args {
     /// commit.interval.ms (default: Kafka Streams' 30000, or 1000 on the embedded broker).
     #[arg(long)]
     commit_interval_ms: Option<u64>,
+    /// A Kafka Streams properties file (client security, tuning); the options above override
+    /// its settings.
+    #[arg(long)]
+    config_file: Option<PathBuf>,
 }
 
 const BUNDLED_TEXT: &str = include_str!("data/wordcount.txt");
@@ -98,7 +102,14 @@ fn config(args: &Args, default_commit_ms: u64) -> StreamsConfig {
         .state_dir
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join("kstreams-wordcount"));
-    StreamsConfig::new(&args.application_id)
+    let base = match &args.config_file {
+        Some(path) => StreamsConfig::from_properties_file(path).unwrap_or_else(|e| {
+            eprintln!("wordcount: {e}");
+            std::process::exit(2)
+        }),
+        None => StreamsConfig::default(),
+    };
+    base.set("application.id", &args.application_id)
         .set("num.stream.threads", args.threads)
         .set("state.dir", state_dir.display())
         .set(

@@ -151,6 +151,11 @@ pub enum StreamsError {
         reason: String,
     },
 
+    /// A Kafka Streams properties file could not be read, or an entry of it is unknown,
+    /// unsupported or invalid (the error names the file, the line and the key).
+    #[error(transparent)]
+    Properties(#[from] crate::properties::PropertiesError),
+
     /// The embedded (mock) Kafka cluster failed.
     #[error("embedded Kafka: {0}")]
     Embedded(String),

@@ -5,7 +5,7 @@
 //! - [`processor`] is the Processor API;
 //! - [`testing`] has [`TopologyTestDriver`], which runs a topology without Kafka;
 //! - [`runtime`] has [`KafkaStreams`], which runs a topology on Kafka;
-//! - [`config`] has [`StreamsConfig`];
+//! - [`config`] has [`StreamsConfig`]; [`properties`] reads it from Kafka Streams properties files;
 //! - [`timestamps`] says where event time comes from;
 //! - [`embedded`] is an in-process Kafka cluster for examples and quick tests;
 //! - `http` (cargo feature `http`) serves metrics, health and key lookups over HTTP.
@@ -20,6 +20,7 @@ pub mod handlers;
 #[cfg(feature = "http")]
 pub mod http;
 pub mod processor;
+pub mod properties;
 pub mod record;
 pub mod runtime;
 pub mod serde_slot;
