@@ -7,6 +7,7 @@
 //! `RUST_LOG=librdkafka=debug`.
 
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::client::ClientContext;
 use rdkafka::config::RDKafkaLogLevel;
@@ -85,3 +86,55 @@ impl ClientContext for RecordingContext {
 }
 
 impl ConsumerContext for RecordingContext {}
+
+/// Keeps a recurring error from flooding the log: while the brokers are away a consumer reports
+/// the same error on every poll, ten times a second.
+#[derive(Debug)]
+pub(crate) struct ErrorThrottle {
+    every: Duration,
+    last: Option<(String, Instant)>,
+    repeats: u64,
+}
+
+impl ErrorThrottle {
+    /// Lets the same error through at most once per `every`.
+    pub(crate) fn new(every: Duration) -> Self {
+        ErrorThrottle {
+            every,
+            last: None,
+            repeats: 0,
+        }
+    }
+
+    /// Whether to log `error` now: `Some(n)` with the `n` repeats held back since the last line
+    /// logged, or `None` to hold this one back. A different error is always let through.
+    pub(crate) fn admit(&mut self, error: &str) -> Option<u64> {
+        let now = Instant::now();
+        match &self.last {
+            Some((text, at)) if text == error && now.duration_since(*at) < self.every => {
+                self.repeats += 1;
+                None
+            }
+            _ => {
+                self.last = Some((error.to_owned(), now));
+                Some(std::mem::take(&mut self.repeats))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_error_is_logged_once_per_interval_with_its_repeats() {
+        let mut t = ErrorThrottle::new(Duration::from_millis(200));
+        assert_eq!(t.admit("down"), Some(0));
+        assert_eq!(t.admit("down"), None);
+        assert_eq!(t.admit("down"), None);
+        assert_eq!(t.admit("other"), Some(2), "a new error goes through");
+        std::thread::sleep(Duration::from_millis(250));
+        assert_eq!(t.admit("other"), Some(0), "again after the interval");
+    }
+}

@@ -627,6 +627,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
     tracing::info!(thread = %setup.name, topics = ?topics, "stream thread started");
 
     let poll_idle = setup.config.poll;
+    let mut consumer_errors =
+        crate::runtime::client_log::ErrorThrottle::new(Duration::from_secs(10));
     let outcome = (|| -> Result<()> {
         while !setup.shutdown.load(Ordering::Relaxed) {
             let (timeout, wants_records) = {
@@ -662,7 +664,9 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                             if let Some(fatal) = fatal_consumer_error(&consumer, &e) {
                                 return Err(fatal);
                             }
-                            tracing::warn!(thread = %setup.name, error = %e, "consumer error")
+                            if let Some(repeats) = consumer_errors.admit(&e.to_string()) {
+                                tracing::warn!(thread = %setup.name, error = %e, repeats, "consumer error");
+                            }
                         }
                     }
                     if batch.len() >= POLL_BATCH {
