@@ -73,12 +73,26 @@ pub fn unreadable(range: std::ops::Range<u64>) -> u64 {
 
 /// Produces lines `range` to `topic` (null keys), and waits until they are acknowledged.
 pub fn produce_lines(cluster: &dyn Cluster, topic: &str, range: std::ops::Range<u64>) {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+    produce_lines_with(cluster, topic, range, &[], Duration::from_secs(60));
+}
+
+/// [`produce_lines`] with extra producer settings and a flush deadline.
+pub fn produce_lines_with(
+    cluster: &dyn Cluster,
+    topic: &str,
+    range: std::ops::Range<u64>,
+    settings: &[(&str, &str)],
+    flush: Duration,
+) {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", cluster.bootstrap())
         .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .create()
-        .expect("producer");
+        .set("batch.num.messages", "10000");
+    for (k, v) in settings {
+        config.set(*k, *v);
+    }
+    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("producer");
     for i in range {
         let payload = line(i);
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
@@ -87,9 +101,7 @@ pub fn produce_lines(cluster: &dyn Cluster, topic: &str, range: std::ops::Range<
         }
         example::send_waiting(&producer, record).expect("producing input");
     }
-    producer
-        .flush(Duration::from_secs(60))
-        .expect("flush input");
+    producer.flush(flush).expect("flush input");
 }
 
 /// Waits until group `application_id` has committed everything in `topics` (each with

@@ -200,6 +200,18 @@ impl StreamsProducer {
         self.producer.client().fatal_error().is_some()
     }
 
+    /// Drops every record still queued or in flight, before this producer is replaced: records
+    /// a stuck connection holds would otherwise keep its flush (and its destruction) waiting.
+    /// Processing resumes from the last commit, which produces them again.
+    pub(crate) fn discard(&self) {
+        let waiting = self.producer.in_flight_count();
+        if waiting > 0 {
+            tracing::warn!(producer = %self.client_id, waiting, "discarding undelivered records of a producer being replaced");
+        }
+        self.producer
+            .purge(rdkafka::producer::PurgeConfig::default().queue().inflight());
+    }
+
     /// The producer's `client.id`.
     pub(crate) fn client_id(&self) -> &str {
         &self.client_id

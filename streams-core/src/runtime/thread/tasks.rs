@@ -353,7 +353,16 @@ impl ThreadCore {
         tracing::warn!(thread = %self.name, error = %error, ?kind, attempt = self.recoveries_in_a_row,
             "recovering: closing tasks without committing and resuming from the last commit");
         let exactly_once = self.guarantee == ProcessingGuarantee::ExactlyOnceV2;
-        let mut new_producer = kind == Recovery::Rejoin || self.producer.is_fatal();
+        // A flush that timed out leaves records the producer may never deliver (requests lost
+        // to a frozen broker): a new producer starts clean.
+        let stuck = matches!(
+            &error,
+            StreamsError::Kafka {
+                source: rdkafka::error::KafkaError::Flush(_),
+                ..
+            }
+        );
+        let mut new_producer = kind == Recovery::Rejoin || self.producer.is_fatal() || stuck;
         if exactly_once && !new_producer {
             if let Err(e) = self.producer.abort_transaction() {
                 tracing::warn!(thread = %self.name, error = %e, "aborting the transaction failed; replacing the producer");
@@ -378,6 +387,7 @@ impl ThreadCore {
 
     /// A new producer with the same settings (and transactional id, which fences the old one).
     fn replace_producer(&mut self) -> Result<()> {
+        self.producer.discard();
         let producer = Arc::new(StreamsProducer::new(
             &self.producer_config,
             self.guarantee,

@@ -1,0 +1,249 @@
+//! Broker faults, injected into the real broker while a word count runs: the broker stopped and
+//! started again on the same data, and the broker frozen (SIGSTOP) for longer than the group's
+//! session timeout and the transaction timeout, then thawed (SIGCONT). Input keeps arriving
+//! around each fault. The application must ride it out on its own, never reaching Error: under
+//! at_least_once no count may end below the oracle's (nothing lost; repeats allowed), under
+//! exactly_once_v2 every count must equal it.
+//!
+//! The broker is the one `scripts/test.sh` started; this binary drives it through
+//! `scripts/kafka.sh restart|pid` (`KSTREAMS_KAFKA_DIR` and `KAFKA_PORT` tell it which), so
+//! its scenarios run one at a time, and the test command runs test binaries one after another.
+//! `KSTREAMS_FAULT_SECONDS` sets how long a fault lasts (default 20). Ignored by a plain
+//! `cargo test`.
+
+mod support;
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kstreams::prelude::*;
+use support::wordcount::{
+    assert_counts_equal, oracle, produce_lines, produce_lines_with, read_counts_with,
+    wait_caught_up, word_count_topology,
+};
+use support::{real_kafka, unique, Cluster};
+
+const PARTITIONS: i32 = 3;
+
+/// One scenario at a time: they share the broker they break.
+static BROKER: Mutex<()> = Mutex::new(());
+
+fn fault_length() -> Duration {
+    Duration::from_secs(
+        std::env::var("KSTREAMS_FAULT_SECONDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20),
+    )
+}
+
+fn kafka_sh(command: &str) -> String {
+    for var in ["KSTREAMS_KAFKA_DIR", "KAFKA_PORT"] {
+        assert!(
+            std::env::var(var).is_ok(),
+            "{var} is not set: the broker fault tests drive the broker scripts/test.sh started"
+        );
+    }
+    let out = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kafka.sh"))
+        .arg(command)
+        .output()
+        .expect("run scripts/kafka.sh");
+    assert!(
+        out.status.success(),
+        "scripts/kafka.sh {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn signal(pid: &str, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// `scripts/kafka.sh restart`, with the broker down for the fault's length.
+    StopAndRestart,
+    /// SIGSTOP for the fault's length, then SIGCONT.
+    Freeze,
+}
+
+fn inject(fault: Fault, length: Duration) {
+    match fault {
+        Fault::StopAndRestart => {
+            let stopped = Instant::now();
+            kafka_sh("stop");
+            std::thread::sleep(length.saturating_sub(stopped.elapsed()));
+            // `restart` on a stopped broker only starts it again, on the same data.
+            kafka_sh("restart");
+        }
+        Fault::Freeze => {
+            let pid = kafka_sh("pid");
+            signal(&pid, "-STOP");
+            std::thread::sleep(length);
+            signal(&pid, "-CONT");
+        }
+    }
+}
+
+fn run(fault: Fault, guarantee: &str) {
+    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    support::init_logs();
+    let kafka = real_kafka();
+    let id = unique("faults");
+    let (input, output) = (format!("{id}-lines"), format!("{id}-counts"));
+    kafka.create_topic(&input, PARTITIONS);
+    kafka.create_topic(&output, PARTITIONS);
+    let state = tempfile::tempdir().expect("state dir");
+    let config = StreamsConfig::new(&id)
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("state.dir", state.path().display())
+        .set("processing.guarantee", guarantee)
+        .set("commit.interval.ms", 500)
+        .set(
+            "default.deserialization.exception.handler",
+            "log-and-continue",
+        );
+    let streams = KafkaStreams::new(
+        word_count_topology(&input, &output).expect("topology"),
+        config,
+    )
+    .expect("instance");
+    streams.start().expect("start");
+
+    let (before, during, after) = (0..6_000u64, 6_000..9_000u64, 9_000..15_000u64);
+    produce_lines(&kafka, &input, before.clone());
+    let topics = vec![input.clone(), format!("{id}-counts-repartition")];
+    wait_caught_up(&kafka, &id, &topics, PARTITIONS, Duration::from_secs(120));
+
+    // Lines sent while the broker is away wait in the producer and go when it is back. Requests
+    // caught by a freeze time out after 10 s and are retried, rather than after a minute.
+    let length = fault_length();
+    let producer = {
+        let bootstrap = kafka.bootstrap();
+        let input = input.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(1));
+            produce_lines_with(
+                &BootstrapOnly(bootstrap),
+                &input,
+                during,
+                &[
+                    ("request.timeout.ms", "10000"),
+                    ("message.timeout.ms", "240000"),
+                ],
+                Duration::from_secs(240),
+            );
+        })
+    };
+    let started = Instant::now();
+    inject(fault, length);
+    let states_during_fault = streams.state();
+    producer.join().expect("producer during the fault");
+    produce_lines(&kafka, &input, after.clone());
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let topics_done = || {
+        support::wordcount::example::group_caught_up(&kafka.bootstrap(), &id, &topics, PARTITIONS)
+            .unwrap_or(false)
+    };
+    let mut streak = 0;
+    while streak < 2 {
+        assert!(
+            streams.error().is_none(),
+            "{fault:?} under {guarantee}: the instance failed: {:?}",
+            streams.error()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "{fault:?} under {guarantee}: not caught up 180 s after the fault (state {:?}, metrics {:?})",
+            streams.state(),
+            streams.metrics()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        streak = if topics_done() { streak + 1 } else { 0 };
+    }
+    let recovered_in = started.elapsed();
+    assert_eq!(
+        streams.state(),
+        State::Running,
+        "{fault:?} under {guarantee}"
+    );
+    let metrics = streams.metrics();
+    assert!(streams.close(Duration::from_secs(60)), "clean close");
+    assert!(streams.error().is_none(), "{:?}", streams.error());
+
+    let mut want = HashMap::new();
+    oracle(0..after.end, &mut want);
+    let isolation = if guarantee == "exactly_once_v2" {
+        "read_committed"
+    } else {
+        "read_uncommitted"
+    };
+    let got = read_counts_with(&kafka, &output, PARTITIONS, isolation);
+    if guarantee == "exactly_once_v2" {
+        assert_counts_equal(&got, &want);
+    } else {
+        let lost: Vec<String> = want
+            .iter()
+            .filter(|(w, c)| got.get(*w).is_none_or(|g| g < *c))
+            .map(|(w, c)| format!("{w}: got {:?}, want at least {c}", got.get(w)))
+            .take(10)
+            .collect();
+        assert!(lost.is_empty(), "{fault:?}: counts lost records: {lost:?}");
+    }
+    let extra: i64 = got.values().sum::<i64>() - want.values().sum::<i64>();
+    eprintln!(
+        "{fault:?} for {length:?} under {guarantee}: state during the fault {states_during_fault:?}; \
+         caught up {:.1} s after it began; {} words, {extra} counts repeated; recoveries {}, rebalances {}",
+        recovered_in.as_secs_f64(),
+        want.len(),
+        metrics.threads.iter().map(|t| t.recoveries).sum::<u64>(),
+        metrics.threads.iter().map(|t| t.rebalances).sum::<u64>(),
+    );
+}
+
+/// A cluster known by its address only (for the producer thread).
+struct BootstrapOnly(String);
+
+impl Cluster for BootstrapOnly {
+    fn bootstrap(&self) -> String {
+        self.0.clone()
+    }
+    fn create_topic(&self, name: &str, _: i32) {
+        panic!("the fault tests create their topics before the fault, not {name}")
+    }
+    fn is_real_kafka(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+#[ignore = "stops and restarts the real broker: run scripts/test.sh"]
+fn a_broker_restart_loses_nothing_under_at_least_once() {
+    run(Fault::StopAndRestart, "at_least_once");
+}
+
+#[test]
+#[ignore = "stops and restarts the real broker: run scripts/test.sh"]
+fn a_broker_restart_keeps_exactly_once_counts_exact() {
+    run(Fault::StopAndRestart, "exactly_once_v2");
+}
+
+#[test]
+#[ignore = "freezes the real broker: run scripts/test.sh"]
+fn a_frozen_broker_loses_nothing_under_at_least_once() {
+    run(Fault::Freeze, "at_least_once");
+}
+
+#[test]
+#[ignore = "freezes the real broker: run scripts/test.sh"]
+fn a_frozen_broker_keeps_exactly_once_counts_exact() {
+    run(Fault::Freeze, "exactly_once_v2");
+}
