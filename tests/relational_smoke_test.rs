@@ -136,28 +136,35 @@ fn driver_round(
     }
 }
 
-/// The driver's verdict lines and its failure report, without the dumps of every record that
-/// follow the report (each article carries some 2000 characters of text).
+/// The driver's verdict lines and the head of its failure report (one line per finding),
+/// without the dumps of every record that follow the report (each article carries some 2000
+/// characters of text).
 fn findings(out: &str) -> String {
+    const REPORT_LINES: usize = 30;
     let mut lines = Vec::new();
-    let mut in_report = false;
+    let (mut in_report, mut reported) = (false, 0usize);
     for line in out.lines() {
-        if line.starts_with("Consumed Input Articles:") {
+        if in_report && line.starts_with("Consumed Input Articles:") {
             in_report = false;
+            if reported > REPORT_LINES {
+                lines.push(format!("... and {} more findings", reported - REPORT_LINES));
+            }
         }
         let verdict = line.contains("Smoke test")
             || line.contains("Evaluation")
             || line.contains("Exception")
             || line.starts_with("\tat ");
-        if in_report || verdict {
+        if verdict || (in_report && reported < REPORT_LINES) {
             lines.push(line.chars().take(300).collect::<String>());
+        }
+        if in_report && !verdict {
+            reported += 1;
         }
         if line.starts_with("Report:") {
             in_report = true;
         }
     }
-    let start = lines.len().saturating_sub(60);
-    lines[start..].join("\n")
+    lines.join("\n")
 }
 
 fn relational_smoke_test(guarantee: &str) {
@@ -261,4 +268,27 @@ fn kafka_relational_smoke_test_passes_at_least_once_with_crashes() {
 #[ignore = "needs a real Kafka broker: run scripts/test.sh"]
 fn kafka_relational_smoke_test_passes_exactly_once_v2_with_crashes() {
     relational_smoke_test("exactly_once_v2");
+}
+
+#[test]
+fn a_failure_shows_the_verdict_and_the_head_of_the_report_without_the_record_dumps() {
+    let mut log = String::from(
+        "[main] INFO RelationalSmokeTest - sent in-article 1\n\
+         [main] ERROR RelationalSmokeTest - Evaluation failed\nReport: \n",
+    );
+    for a in 0..45 {
+        log.push_str(&format!("article {a} comment count mismatch\n"));
+    }
+    log.push_str("Consumed Input Articles: {1=Article{key=1, text='abc'}}\n");
+    log.push_str("[main] ERROR RelationalSmokeTest - Smoke test complete: failed\n");
+    let shown = findings(&log);
+    assert!(shown.contains("Evaluation failed"), "{shown}");
+    assert!(
+        shown.contains("article 29 comment count mismatch"),
+        "{shown}"
+    );
+    assert!(!shown.contains("article 30 comment"), "{shown}");
+    assert!(shown.contains("... and 15 more findings"), "{shown}");
+    assert!(shown.ends_with("Smoke test complete: failed"), "{shown}");
+    assert!(!shown.contains("Consumed Input") && !shown.contains("sent in-article"));
 }
