@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use kstreams::prelude::*;
-use kstreams::{KafkaStreams, State};
+use kstreams::KafkaStreams;
 
 /// Kafka Streams' smoke system-test application on kstreams.
 #[derive(Debug, Parser)]
@@ -239,19 +239,6 @@ fn topology() -> kstreams::Result<Topology> {
     builder.build()
 }
 
-/// Java's `KafkaStreams.State` names, which the scenario scripts match.
-fn java_name(state: State) -> &'static str {
-    match state {
-        State::Created => "CREATED",
-        State::Rebalancing => "REBALANCING",
-        State::Running => "RUNNING",
-        State::PendingShutdown => "PENDING_SHUTDOWN",
-        State::NotRunning => "NOT_RUNNING",
-        State::PendingError => "PENDING_ERROR",
-        State::Error => "ERROR",
-    }
-}
-
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let state_dir = args
         .state_dir
@@ -272,8 +259,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "{name} {}: {} -> {}",
             chrono::Utc::now().to_rfc3339(),
-            java_name(old),
-            java_name(new)
+            support::java_state_name(old),
+            support::java_state_name(new)
         );
         let _ = std::io::stdout().flush();
     });

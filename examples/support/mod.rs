@@ -42,6 +42,20 @@ pub fn word_count_topology(input: &str, output: &str) -> kstreams::Result<Topolo
     builder.build()
 }
 
+/// Java's `KafkaStreams.State` names, which Kafka's system-test scripts match in client output.
+pub fn java_state_name(state: kstreams::State) -> &'static str {
+    use kstreams::State;
+    match state {
+        State::Created => "CREATED",
+        State::Rebalancing => "REBALANCING",
+        State::Running => "RUNNING",
+        State::PendingShutdown => "PENDING_SHUTDOWN",
+        State::NotRunning => "NOT_RUNNING",
+        State::PendingError => "PENDING_ERROR",
+        State::Error => "ERROR",
+    }
+}
+
 /// Starts `streams` and runs it until SIGINT or SIGTERM, or until it stops by itself, then
 /// closes it gracefully (waiting up to `timeout`). Returns whether it closed in time.
 pub fn run_until_signal(

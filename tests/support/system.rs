@@ -176,10 +176,20 @@ pub struct Chaos {
 /// killed with SIGKILL (every third time its state directory is deleted too) and started again
 /// a moment later; every fourth time it is stopped gracefully instead.
 pub fn chaos(instances: &mut [Instance], seconds: u64, every: Duration) -> Chaos {
-    let mut done = Chaos::default();
     let until = Instant::now() + Duration::from_secs(seconds);
+    chaos_while(instances, every, || Instant::now() + every < until)
+}
+
+/// [`chaos`]'s schedule for as long as `keep_going()` says so (asked before each bounce), for
+/// a test that bounces until a driver reports it is done rather than for a fixed time.
+pub fn chaos_while(
+    instances: &mut [Instance],
+    every: Duration,
+    mut keep_going: impl FnMut() -> bool,
+) -> Chaos {
+    let mut done = Chaos::default();
     let mut turn = 0usize;
-    while Instant::now() + every < until {
+    while keep_going() {
         std::thread::sleep(every);
         let victim = &mut instances[turn % instances.len()];
         turn += 1;
@@ -285,6 +295,32 @@ pub fn wait_for_exit(child: &mut Child, within: Duration) -> std::process::ExitS
             let _ = child.kill();
             panic!("process did not exit within {within:?}");
         }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `java -cp <classpath> org.apache.kafka.streams.tests.<class> <args...>`: for drivers whose
+/// `main` takes its own arguments rather than a properties file and a command (such as
+/// `RelationalSmokeTest driver <bootstrap>`).
+pub fn kafka_main(classpath: &str, class: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("java");
+    c.args(["-Xmx256m", "-cp", classpath])
+        .arg(format!("org.apache.kafka.streams.tests.{class}"))
+        .args(args);
+    c
+}
+
+/// Waits until `instance` has printed a line containing `text`; panics with its output after
+/// `within`.
+pub fn wait_for_line(instance: &Instance, text: &str, within: Duration) {
+    let deadline = Instant::now() + within;
+    while instance.count(text) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not print {text:?} within {within:?}:\n{}",
+            instance.name,
+            instance.tail(40)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
