@@ -170,9 +170,8 @@ fn removed_and_foreign_values_are_refused() {
             "{e}"
         );
     }
-    let e = load_err(
-        "client.id=x\n default.deserialization.exception.handler = com.acme.MyHandler",
-    );
+    let e =
+        load_err("client.id=x\n default.deserialization.exception.handler = com.acme.MyHandler");
     assert!(
         e.contains(":2:")
             && e.contains("com.acme.MyHandler")
@@ -429,8 +428,8 @@ fn latin1_files_are_read_as_java_does() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("latin1.properties");
     std::fs::write(&path, b"application.id=caf\xe9\nclient.id=x\n").expect("write");
-    let e = StreamsConfig::from_properties_file(&path)
-        .expect_err("é is not a valid application.id");
+    let e =
+        StreamsConfig::from_properties_file(&path).expect_err("é is not a valid application.id");
     assert!(e.to_string().contains("latin1.properties:1"), "{e}");
     std::fs::write(&path, b"client.id=caf\xe9\n").expect("write");
     let c = StreamsConfig::from_properties_file(&path).unwrap_or_else(|e| panic!("{e}"));
