@@ -357,7 +357,7 @@ fn a_realistic_kafka_streams_file_loads() {
     let path = dir.path().join("streams.properties");
     std::fs::write(
         &path,
-        include_str!("../tests/data/kafka-streams.properties"),
+        include_str!("../../tests/data/kafka-streams.properties"),
     )
     .expect("write");
     let c = StreamsConfig::from_properties_file(&path).unwrap_or_else(|e| panic!("{e}"));
