@@ -156,6 +156,7 @@ pub(crate) fn exception_name(error: &StreamsError) -> &'static str {
         StreamsError::StoreNotQueryable { .. } => "StreamsError::StoreNotQueryable",
         StreamsError::GlobalStore { .. } => "StreamsError::GlobalStore",
         StreamsError::Embedded(_) => "StreamsError::Embedded",
+        StreamsError::Properties(_) => "StreamsError::Properties",
         StreamsError::Fatal(_) => "StreamsError::Fatal",
     }
 }

@@ -20,6 +20,8 @@
 
 mod aggregate;
 mod builder;
+#[cfg(test)]
+mod fuzz;
 pub mod change;
 pub mod cogroup;
 pub mod foreign_key_join;
