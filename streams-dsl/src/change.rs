@@ -95,6 +95,12 @@ impl<V: 'static> Serde<Change<V>> for ChangeSerde<V> {
             ))
         };
         let (&flags, mut rest) = bytes.split_first().ok_or_else(bad)?;
+        if flags > 3 {
+            return Err(SerdeError::Custom(format!(
+                "not an encoded table change: unknown flags {flags:#04x} ({} bytes)",
+                bytes.len()
+            )));
+        }
         let new_value = if flags & 1 != 0 {
             let len: [u8; 4] = rest
                 .get(..4)

@@ -182,7 +182,7 @@ impl<VO: 'static> Serde<Response<VO>> for ResponseSerde<VO> {
         };
         let (hash, rest) = read_hash(rest, what, bytes.len())?;
         let value = match rest.split_first() {
-            Some((0, _)) => None,
+            Some((0, [])) => None,
             Some((1, v)) => Some(self.0.deserialize(v)?),
             _ => return Err(corrupt(what, bytes.len())),
         };
@@ -824,7 +824,10 @@ mod decoding_tests {
         bad.extend_from_slice(b"junk");
         assert!(responses().deserialize(&good).is_ok());
         let err = responses().deserialize(&bad).unwrap_err();
-        assert!(err.to_string().contains("foreign-key join response"), "{err}");
+        assert!(
+            err.to_string().contains("foreign-key join response"),
+            "{err}"
+        );
     }
 
     /// A subscription key whose foreign-key length points past the end is an error.

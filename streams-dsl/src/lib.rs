@@ -20,11 +20,11 @@
 
 mod aggregate;
 mod builder;
-#[cfg(test)]
-mod fuzz;
 pub mod change;
 pub mod cogroup;
 pub mod foreign_key_join;
+#[cfg(test)]
+mod fuzz;
 pub mod global_table;
 mod graph;
 mod grouped;

@@ -212,9 +212,19 @@ impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
         }
         let mut time = [0u8; 8];
         time.copy_from_slice(&bytes[..8]);
+        let left = match bytes[8] {
+            0 => false,
+            1 => true,
+            side => {
+                return Err(SerdeError::Custom(format!(
+                    "a join key with side byte {side} (0 or 1 expected; {} bytes)",
+                    bytes.len()
+                )))
+            }
+        };
         Ok(OuterKey {
             time: (u64::from_be_bytes(time) ^ (1 << 63)) as i64,
-            left: bytes[8] != 0,
+            left,
             key: self.0.deserialize(&bytes[9..])?,
         })
     }
