@@ -313,8 +313,14 @@ where
         Ok(())
     }
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
-        let (value, read) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())
-            .map_err(|e| SerdeError::Bincode(e.to_string()))?;
+        let (value, read) = bincode_decode::<T>(bytes).map_err(|e| match e {
+            bincode::error::DecodeError::LimitExceeded => SerdeError::Bincode(format!(
+                "a length prefix in a {} claims more than the {}-byte input holds",
+                std::any::type_name::<T>(),
+                bytes.len()
+            )),
+            e => SerdeError::Bincode(format!("{} ({e})", std::any::type_name::<T>())),
+        })?;
         if read != bytes.len() {
             return Err(SerdeError::Bincode(format!(
                 "{} trailing bytes after a {}",
@@ -325,6 +331,33 @@ where
         Ok(value)
     }
 }
+
+/// Decodes `bytes` in bincode's standard encoding with a limit on what length prefixes may claim.
+///
+/// Through serde, bincode allocates a string's or byte buffer's full claimed length before reading
+/// it: a corrupt 5-byte payload claiming 4 GiB would allocate 4 GiB (or abort the process, or panic
+/// with "capacity overflow" for lengths near `u64::MAX`). Only those buffers count against
+/// bincode's limit (sequences and maps pre-allocate through serde, which caps it at 1 MiB), and
+/// their bytes must all be in the input, so no valid payload claims more than its own length. The
+/// limit is a constant of the configuration's type: the input's length rounded up to a power of
+/// 16, at least 64 KiB, bounds any single allocation to 16 times the input.
+fn bincode_decode<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+) -> Result<(T, usize), bincode::error::DecodeError> {
+    use bincode::config::standard;
+    use bincode::serde::decode_from_slice;
+    match bytes.len() {
+        0..=0xffff => decode_from_slice(bytes, standard().with_limit::<0x1_0000>()),
+        0x1_0000..=0xf_ffff => decode_from_slice(bytes, standard().with_limit::<0x10_0000>()),
+        0x10_0000..=0xff_ffff => decode_from_slice(bytes, standard().with_limit::<0x100_0000>()),
+        0x100_0000..=0xfff_ffff => decode_from_slice(bytes, standard().with_limit::<0x1000_0000>()),
+        // Past Kafka's message sizes; 4 GiB is still at most 16 times the input.
+        _ => decode_from_slice(bytes, standard().with_limit::<LARGEST_BINCODE_LIMIT>()),
+    }
+}
+
+/// 4 GiB where `usize` holds it.
+const LARGEST_BINCODE_LIMIT: usize = (u32::MAX as usize).saturating_add(1);
 
 /// `()`: written as null, and any payload (or none) reads as `()`.
 #[derive(Debug, Clone, Copy, Default)]

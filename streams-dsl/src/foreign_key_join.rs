@@ -182,7 +182,7 @@ impl<VO: 'static> Serde<Response<VO>> for ResponseSerde<VO> {
         };
         let (hash, rest) = read_hash(rest, what, bytes.len())?;
         let value = match rest.split_first() {
-            Some((0, _)) => None,
+            Some((0, [])) => None,
             Some((1, v)) => Some(self.0.deserialize(v)?),
             _ => return Err(corrupt(what, bytes.len())),
         };
@@ -748,5 +748,94 @@ impl<K: Data, V: Data> KTable<K, V> {
             options,
             materialized,
         )
+    }
+}
+
+/// Arbitrary and damaged bytes for the foreign-key join's serdes (`KSTREAMS_FUZZ_CASES`, see
+/// `crate::fuzz`): a value, a typed error, never a panic, never garbage read as a value.
+#[cfg(test)]
+mod decoding_tests {
+    use super::*;
+    use crate::fuzz::{apply, bytes, check_canonical, check_round_trip, config, damage};
+    use proptest::prelude::*;
+    use state_stores::Serdes;
+
+    fn subscriptions() -> SubscriptionSerde<String> {
+        SubscriptionSerde(Arc::new(Serdes::string()))
+    }
+
+    fn responses() -> ResponseSerde<String> {
+        ResponseSerde(Arc::new(Serdes::string()))
+    }
+
+    fn combined() -> CombinedKeySerde<String, String> {
+        CombinedKeySerde(Arc::new(Serdes::string()), Arc::new(Serdes::string()))
+    }
+
+    fn instruction() -> impl Strategy<Value = Instruction> {
+        prop_oneof![
+            Just(Instruction::DeleteKeyNoPropagate),
+            Just(Instruction::DeleteKeyAndPropagate),
+            Just(Instruction::PropagateNullIfNoFkVal),
+            Just(Instruction::PropagateOnlyIfFkVal),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn join_serdes_take_arbitrary_bytes(input in bytes(40)) {
+            check_canonical("Subscription", &subscriptions(), &input)?;
+            check_canonical("Response", &responses(), &input)?;
+            check_canonical("CombinedKey", &combined(), &input)?;
+        }
+
+        #[test]
+        fn join_serdes_take_damaged_encodings(
+            hash in proptest::option::of(any::<[u8; 16]>()),
+            instruction in instruction(),
+            key in ".{0,8}",
+            foreign in ".{0,8}",
+            value in proptest::option::of(".{0,8}"),
+            damage in damage(),
+        ) {
+            let s = Subscription { hash, instruction, key: key.clone() };
+            let s = check_round_trip("Subscription", &subscriptions(), &s)?;
+            check_canonical("Subscription", &subscriptions(), &apply(&s, &damage))?;
+            let r = check_round_trip("Response", &responses(), &Response { hash, value })?;
+            check_canonical("Response", &responses(), &apply(&r, &damage))?;
+            let c = check_round_trip("CombinedKey", &combined(), &CombinedKey { foreign, key })?;
+            check_canonical("CombinedKey", &combined(), &apply(&c, &damage))?;
+        }
+    }
+
+    /// Regression: a response without a value ignored whatever followed its value flag, so a
+    /// damaged response read as a valid "no row".
+    #[test]
+    fn bytes_after_an_empty_response_are_an_error() {
+        let good = responses()
+            .serialize(&Response {
+                hash: None,
+                value: None,
+            })
+            .unwrap();
+        let mut bad = good.clone();
+        bad.extend_from_slice(b"junk");
+        assert!(responses().deserialize(&good).is_ok());
+        let err = responses().deserialize(&bad).unwrap_err();
+        assert!(
+            err.to_string().contains("foreign-key join response"),
+            "{err}"
+        );
+    }
+
+    /// A subscription key whose foreign-key length points past the end is an error.
+    #[test]
+    fn a_foreign_key_length_past_the_end_is_an_error() {
+        let err = combined()
+            .deserialize(&[0xff, 0xff, 0xff, 0xff, b'a'])
+            .unwrap_err();
+        assert!(err.to_string().contains("subscription key"), "{err}");
     }
 }

@@ -23,6 +23,8 @@ mod builder;
 pub mod change;
 pub mod cogroup;
 pub mod foreign_key_join;
+#[cfg(test)]
+mod fuzz;
 pub mod global_table;
 mod graph;
 mod grouped;

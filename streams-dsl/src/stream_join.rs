@@ -212,9 +212,19 @@ impl<K: 'static> Serde<OuterKey<K>> for OuterKeySerde<K> {
         }
         let mut time = [0u8; 8];
         time.copy_from_slice(&bytes[..8]);
+        let left = match bytes[8] {
+            0 => false,
+            1 => true,
+            side => {
+                return Err(SerdeError::Custom(format!(
+                    "a join key with side byte {side} (0 or 1 expected; {} bytes)",
+                    bytes.len()
+                )))
+            }
+        };
         Ok(OuterKey {
             time: (u64::from_be_bytes(time) ^ (1 << 63)) as i64,
-            left: bytes[8] != 0,
+            left,
             key: self.0.deserialize(&bytes[9..])?,
         })
     }
@@ -859,5 +869,81 @@ mod tests {
         assert!(pending.deserialize(&[7]).is_err());
         let keys = OuterKeySerde::<String>(Arc::new(Serdes::string()));
         assert!(keys.deserialize(&[1, 2, 3]).is_err());
+    }
+}
+
+/// Arbitrary and damaged bytes for the stream-stream join's serdes (`KSTREAMS_FUZZ_CASES`, see
+/// `crate::fuzz`): a value, a typed error, never a panic, never garbage read as a value.
+#[cfg(test)]
+mod decoding_tests {
+    use super::*;
+    use crate::fuzz::{apply, bytes, check_canonical, check_round_trip, config, damage};
+    use proptest::prelude::*;
+    use state_stores::Serdes;
+
+    fn lists() -> ListSerde<String> {
+        ListSerde(Arc::new(Serdes::string()))
+    }
+
+    fn outer_keys() -> OuterKeySerde<String> {
+        OuterKeySerde(Arc::new(Serdes::string()))
+    }
+
+    fn pending() -> PendingSerde<String, i64> {
+        PendingSerde(Arc::new(Serdes::string()), Arc::new(Serdes::i64()))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn join_serdes_take_arbitrary_bytes(input in bytes(40)) {
+            check_canonical("list of values", &lists(), &input)?;
+            check_canonical("OuterKey", &outer_keys(), &input)?;
+            check_canonical("Pending", &pending(), &input)?;
+        }
+
+        #[test]
+        fn join_serdes_take_damaged_encodings(
+            items in proptest::collection::vec(".{0,6}", 0..4),
+            longs in proptest::collection::vec(any::<i64>(), 0..4),
+            time in any::<i64>(),
+            left in any::<bool>(),
+            damage in damage(),
+        ) {
+            let l = check_round_trip("list of values", &lists(), &items)?;
+            check_canonical("list of values", &lists(), &apply(&l, &damage))?;
+            let key = OuterKey { time, left, key: items.concat() };
+            let k = check_round_trip("OuterKey", &outer_keys(), &key)?;
+            check_canonical("OuterKey", &outer_keys(), &apply(&k, &damage))?;
+            let p = if left { Pending::Left(items) } else { Pending::Right(longs) };
+            let p = check_round_trip("Pending", &pending(), &p)?;
+            check_canonical("Pending", &pending(), &apply(&p, &damage))?;
+        }
+    }
+
+    /// Regression: any non-zero side byte read as "left", so a damaged join key read as a valid
+    /// one.
+    #[test]
+    fn a_side_byte_other_than_0_or_1_is_an_error() {
+        let mut bytes = outer_keys()
+            .serialize(&OuterKey {
+                time: 5,
+                left: true,
+                key: "k".to_owned(),
+            })
+            .unwrap();
+        bytes[8] = 2;
+        let err = outer_keys().deserialize(&bytes).unwrap_err();
+        assert!(err.to_string().contains("join key"), "{err}");
+    }
+
+    /// A list whose item length points past the end is an error, not an allocation.
+    #[test]
+    fn an_item_length_past_the_end_is_an_error() {
+        let err = lists()
+            .deserialize(&[0xff, 0xff, 0xff, 0xff, b'a'])
+            .unwrap_err();
+        assert!(err.to_string().contains("list of values"), "{err}");
     }
 }

@@ -391,3 +391,50 @@ impl<K: Data, V: Data> KTable<Windowed<K>, V> {
         }
     }
 }
+
+/// Arbitrary and damaged bytes for the suppression buffer's serdes (`KSTREAMS_FUZZ_CASES`, see
+/// `crate::fuzz`): a value, a typed error, never a panic, never garbage read as a value.
+#[cfg(test)]
+mod decoding_tests {
+    use super::*;
+    use crate::fuzz::{apply, bytes, check_canonical, check_round_trip, config, damage};
+    use crate::windows::{Window, WindowedSerdes};
+    use proptest::prelude::*;
+    use state_stores::Serdes;
+
+    fn keys() -> BufferKeySerde<String> {
+        BufferKeySerde(Arc::new(WindowedSerdes::time_windowed_ms(
+            Serdes::string(),
+            10_000,
+        )))
+    }
+
+    fn values() -> BufferValueSerde<String> {
+        BufferValueSerde(Arc::new(Serdes::string()))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn buffer_serdes_take_arbitrary_bytes(input in bytes(40)) {
+            check_canonical("BufferKey", &keys(), &input)?;
+            check_canonical("BufferValue", &values(), &input)?;
+        }
+
+        #[test]
+        fn buffer_serdes_take_damaged_encodings(
+            time in any::<i64>(),
+            start in any::<i64>(),
+            key in ".{0,8}",
+            damage in damage(),
+        ) {
+            let window = Window::new(start, start.saturating_add(10_000));
+            let k = BufferKey { time, key: Windowed::new(key.clone(), window) };
+            let k = check_round_trip("BufferKey", &keys(), &k)?;
+            check_canonical("BufferKey", &keys(), &apply(&k, &damage))?;
+            let v = check_round_trip("BufferValue", &values(), &BufferValue { timestamp: time, value: key })?;
+            check_canonical("BufferValue", &values(), &apply(&v, &damage))?;
+        }
+    }
+}

@@ -93,22 +93,22 @@ impl Segments {
             .iter()
             .filter_map(|f| f.strip_prefix(SEGMENT_PREFIX)?.parse().ok())
             .collect();
-        let observed =
-            match db
-                .get(OBSERVED_KEY)
-                .map_err(|e| rocks_error(&name, &path, e))?
-            {
-                Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
-                    StoreError::Config {
-                        store: name.clone(),
-                        reason: format!(
-                            "the stored stream time in {} is malformed",
-                            path.display()
-                        ),
-                    }
-                })?),
-                None => i64::MIN,
-            };
+        let observed = match db
+            .get(OBSERVED_KEY)
+            .map_err(|e| rocks_error(&name, &path, e))?
+        {
+            // A checkpoint like the offset: corrupt, the runtime wipes and restores the store.
+            Some(bytes) => i64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
+                StoreError::CorruptCheckpoint {
+                    path: path.clone(),
+                    reason: format!(
+                        "store `{name}` holds an observed stream time of {} bytes, not 8",
+                        bytes.len()
+                    ),
+                }
+            })?),
+            None => i64::MIN,
+        };
         let offset = {
             let raw = db
                 .get(OFFSET_KEY)

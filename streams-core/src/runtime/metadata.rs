@@ -159,7 +159,55 @@ pub(crate) struct Directory {
     pub(crate) members: BTreeMap<String, Member>,
 }
 
+/// What one record of the metadata topic did to the [`Directory`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// An instance's latest view, now recorded.
+    Member,
+    /// A tombstone: the instance left.
+    Left,
+    /// No key, or this instance's own record (its view is live).
+    Ignored,
+    /// A payload that is not a member record: skipped with a warning, the directory unchanged.
+    Skipped,
+}
+
 impl Directory {
+    /// Applies one record of the metadata topic: keyed by the instance's process id, its payload
+    /// the instance's view, or null when it left. A payload that does not decode (damaged, or
+    /// from a newer version) is skipped with a warning: the instance's previous view stays.
+    pub(crate) fn apply(
+        &mut self,
+        own_process_id: &str,
+        key: Option<&[u8]>,
+        payload: Option<&[u8]>,
+    ) -> Applied {
+        let Some(key) = key.map(|k| String::from_utf8_lossy(k).into_owned()) else {
+            return Applied::Ignored;
+        };
+        if key == own_process_id {
+            return Applied::Ignored; // our own view is live
+        }
+        let Some(payload) = payload else {
+            self.members.remove(&key);
+            return Applied::Left;
+        };
+        match std::str::from_utf8(payload).ok().and_then(Member::decode) {
+            Some(member) => {
+                self.members.insert(key, member);
+                Applied::Member
+            }
+            None => {
+                tracing::warn!(
+                    instance = %key,
+                    bytes = payload.len(),
+                    "skipping a record of the metadata topic that is not an instance's view"
+                );
+                Applied::Skipped
+            }
+        }
+    }
+
     /// The owner of input partition `tp`: the latest claim.
     pub(crate) fn owner(&self, tp: &(String, i32)) -> Option<(&String, &Member)> {
         self.members
@@ -223,23 +271,8 @@ pub(crate) fn start(
                     read += 1;
                     match result {
                         Ok(m) => {
-                            let Some(key) =
-                                m.key().map(|k| String::from_utf8_lossy(k).into_owned())
-                            else {
-                                continue;
-                            };
-                            if key == process_id {
-                                continue; // our own view is live below
-                            }
-                            let member = m
-                                .payload()
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .and_then(Member::decode);
                             let mut dir = directory.lock().unwrap_or_else(|p| p.into_inner());
-                            match member {
-                                Some(member) => dir.members.insert(key, member),
-                                None => dir.members.remove(&key),
-                            };
+                            dir.apply(&process_id, m.key(), m.payload());
                         }
                         Err(e) => tracing::debug!(error = %e, "metadata topic"),
                     }
@@ -341,5 +374,117 @@ mod tests {
         assert!(HostInfo::parse("nohost").is_err());
         assert!(HostInfo::parse(":80").is_err());
         assert!(HostInfo::parse("h:99999").is_err());
+    }
+}
+
+/// Randomized decoding of the metadata topic's records: what other instances advertise.
+/// Arbitrary and damaged payloads are skipped (never a panic, never a member made of garbage
+/// fields); valid ones round-trip. Case counts: `KSTREAMS_FUZZ_CASES` (default 512); millions on
+/// demand with `KSTREAMS_FUZZ_CASES=1000000 cargo test --release -p streams-core decoding_tests`.
+#[cfg(test)]
+mod decoding_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    fn config() -> Config {
+        Config {
+            cases: std::env::var("KSTREAMS_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(512),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    fn member() -> impl Strategy<Value = Member> {
+        (
+            "[a-z0-9.-]{1,12}",
+            any::<u16>(),
+            proptest::collection::btree_set(("[a-zA-Z0-9._-]{1,10}", any::<i32>()), 0..5),
+            any::<i64>(),
+        )
+            .prop_map(|(host, port, partitions, since_ms)| Member {
+                server: HostInfo { host, port },
+                partitions,
+                since_ms,
+            })
+    }
+
+    /// Applies a record to a directory that knows `before` as instance `peer`: a decodable
+    /// payload replaces it, anything else leaves it.
+    fn check_apply(payload: &[u8], before: &Member) -> Result<(), TestCaseError> {
+        let mut dir = Directory::default();
+        dir.members.insert("peer".into(), before.clone());
+        let decoded = std::str::from_utf8(payload).ok().and_then(Member::decode);
+        let applied = dir.apply("me", Some(b"peer"), Some(payload));
+        match decoded {
+            Some(member) => {
+                prop_assert_eq!(applied, Applied::Member);
+                prop_assert_eq!(dir.members.get("peer"), Some(&member));
+                // A decoded member's own record reads back as itself.
+                prop_assert_eq!(Member::decode(&member.encode()), Some(member.clone()));
+                prop_assert!(!member.server.host.is_empty());
+            }
+            None => {
+                prop_assert_eq!(applied, Applied::Skipped);
+                prop_assert_eq!(dir.members.get("peer"), Some(before));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn arbitrary_payloads_are_members_or_skipped(
+            payload in proptest::collection::vec(any::<u8>(), 0..96),
+            before in member(),
+        ) {
+            check_apply(&payload, &before)?;
+        }
+
+        #[test]
+        fn damaged_records_are_members_or_skipped(
+            record in member(),
+            before in member(),
+            at in any::<usize>(),
+            cut in any::<bool>(),
+            junk in "[ -~\n]{0,12}",
+        ) {
+            let text = record.encode();
+            prop_assert_eq!(Member::decode(&text), Some(record.clone()));
+            let mut bytes = text.into_bytes();
+            let at = at % (bytes.len() + 1);
+            if cut {
+                bytes.truncate(at);
+            }
+            bytes.splice(at..at, junk.bytes());
+            check_apply(&bytes, &before)?;
+        }
+    }
+
+    #[test]
+    fn tombstones_remove_and_own_or_keyless_records_are_ignored() {
+        let mut dir = Directory::default();
+        let m = Member {
+            server: HostInfo::parse("h:1").expect("host:port"),
+            partitions: BTreeSet::new(),
+            since_ms: 0,
+        };
+        dir.members.insert("peer".into(), m.clone());
+        assert_eq!(dir.apply("me", None, Some(b"v1")), Applied::Ignored);
+        assert_eq!(dir.apply("me", Some(b"me"), None), Applied::Ignored);
+        assert_eq!(dir.members.len(), 1);
+        // Regression: a damaged record was taken as a tombstone, silently dropping the instance.
+        assert_eq!(
+            dir.apply("me", Some(b"peer"), Some(&[0xff, 0x00])),
+            Applied::Skipped
+        );
+        assert_eq!(dir.members.get("peer"), Some(&m));
+        assert_eq!(dir.apply("me", Some(b"peer"), None), Applied::Left);
+        assert!(dir.members.is_empty());
     }
 }

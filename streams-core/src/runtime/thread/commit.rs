@@ -248,3 +248,53 @@ mod tests {
         assert_eq!(decode_partition_time("AA=="), None, "another layout");
     }
 }
+
+/// Randomized decoding of committed offsets' metadata (the partition time another instance, or
+/// Kafka Streams, committed): any string gives a time or `None`, never a panic. Case counts:
+/// `KSTREAMS_FUZZ_CASES` (default 512).
+#[cfg(test)]
+mod decoding_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    fn config() -> Config {
+        Config {
+            cases: std::env::var("KSTREAMS_FUZZ_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(512),
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_metadata_is_a_time_or_none(text in ".{0,40}", raw in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let _ = decode_partition_time(&text);
+            // Base64 of arbitrary bytes: a time exactly when the layout is a magic byte >= 1 and
+            // at least 8 more bytes, and then the first 8 of them.
+            let encoded = base64::engine::general_purpose::STANDARD.encode(&raw);
+            let want = match raw.split_first() {
+                Some((&magic, rest)) if magic >= METADATA_MAGIC && rest.len() >= 8 => {
+                    let mut t = [0u8; 8];
+                    t.copy_from_slice(&rest[..8]);
+                    Some(i64::from_be_bytes(t))
+                }
+                _ => None,
+            };
+            prop_assert_eq!(decode_partition_time(&encoded), want);
+        }
+
+        #[test]
+        fn partition_times_round_trip(t in any::<i64>(), at in any::<usize>()) {
+            let encoded = encode_partition_time(t);
+            prop_assert_eq!(decode_partition_time(&encoded), Some(t));
+            let cut = &encoded[..at % (encoded.len() + 1)];
+            let _ = decode_partition_time(cut);
+        }
+    }
+}
