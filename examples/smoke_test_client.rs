@@ -264,22 +264,5 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         );
         let _ = std::io::stdout().flush();
     });
-    let name = args.name.clone();
-    streams.set_uncaught_exception_handler(move |error| {
-        println!("{name}: SMOKE-TEST-CLIENT-EXCEPTION");
-        println!("{name}: FATAL: An unexpected exception is encountered: {error}");
-        let _ = std::io::stdout().flush();
-        kstreams::handlers::StreamThreadExceptionResponse::ShutdownClient
-    })?;
-    println!("{}: SMOKE-TEST-CLIENT-STARTED", args.name);
-    let _ = std::io::stdout().flush();
-    support::run_until_signal(&streams, Duration::from_secs(60))?;
-    match streams.error() {
-        Some(e) => Err(format!("the application failed: {e}").into()),
-        None => {
-            println!("{}: SMOKE-TEST-CLIENT-CLOSED", args.name);
-            let _ = std::io::stdout().flush();
-            Ok(())
-        }
-    }
+    support::run_as_smoke_client(&streams, &args.name)
 }

@@ -56,6 +56,35 @@ pub fn java_state_name(state: kstreams::State) -> &'static str {
     }
 }
 
+/// Runs `streams` as Kafka's system-test clients do, printing the markers their drivers and
+/// scripts wait for: `<name>: SMOKE-TEST-CLIENT-STARTED`, then `...-CLOSED` after a graceful
+/// stop, or `...-EXCEPTION` (and the instance shut down) when a stream thread fails.
+#[allow(clippy::print_stdout)] // the markers are the clients' interface to the drivers
+pub fn run_as_smoke_client(
+    streams: &kstreams::KafkaStreams,
+    name: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let who = name.to_owned();
+    streams.set_uncaught_exception_handler(move |error| {
+        println!("{who}: SMOKE-TEST-CLIENT-EXCEPTION");
+        println!("{who}: FATAL: An unexpected exception is encountered: {error}");
+        let _ = std::io::stdout().flush();
+        kstreams::handlers::StreamThreadExceptionResponse::ShutdownClient
+    })?;
+    println!("{name}: SMOKE-TEST-CLIENT-STARTED");
+    let _ = std::io::stdout().flush();
+    run_until_signal(streams, Duration::from_secs(60))?;
+    match streams.error() {
+        Some(e) => Err(format!("the application failed: {e}").into()),
+        None => {
+            println!("{name}: SMOKE-TEST-CLIENT-CLOSED");
+            let _ = std::io::stdout().flush();
+            Ok(())
+        }
+    }
+}
+
 /// Starts `streams` and runs it until SIGINT or SIGTERM, or until it stops by itself, then
 /// closes it gracefully (waiting up to `timeout`). Returns whether it closed in time.
 pub fn run_until_signal(

@@ -16,6 +16,8 @@ pub mod dead_letter;
 pub(crate) mod dynamic;
 pub mod embedded;
 pub mod error;
+#[cfg(test)]
+mod fuzz;
 pub mod handlers;
 #[cfg(feature = "http")]
 pub mod http;

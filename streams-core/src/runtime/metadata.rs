@@ -384,19 +384,8 @@ mod tests {
 #[cfg(test)]
 mod decoding_tests {
     use super::*;
+    use crate::fuzz::config;
     use proptest::prelude::*;
-    use proptest::test_runner::Config;
-
-    fn config() -> Config {
-        Config {
-            cases: std::env::var("KSTREAMS_FUZZ_CASES")
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(512),
-            failure_persistence: None,
-            ..Config::default()
-        }
-    }
 
     fn member() -> impl Strategy<Value = Member> {
         (
