@@ -133,8 +133,18 @@ fn app(
     armed: Arc<AtomicBool>,
     configure: impl FnOnce(StreamsConfig) -> StreamsConfig,
 ) -> App {
-    support::init_logs();
     let kafka = EmbeddedKafka::start().expect("embedded broker");
+    app_on(kafka, guarantee, error, armed, configure)
+}
+
+fn app_on(
+    kafka: EmbeddedKafka,
+    guarantee: &str,
+    error: bool,
+    armed: Arc<AtomicBool>,
+    configure: impl FnOnce(StreamsConfig) -> StreamsConfig,
+) -> App {
+    support::init_logs();
     let (input, output, id) = (
         support::unique("in"),
         support::unique("out"),
@@ -365,6 +375,80 @@ fn an_abortable_transaction_error_rewinds_and_processing_resumes() {
     assert!(
         recoveries >= 1,
         "the transaction was aborted and the task revived"
+    );
+}
+
+/// librdkafka's `send_offsets_to_transaction` can block far past its timeout while the group
+/// coordinator is unreachable (librdkafka#5456); against a real broker, a frozen broker left it
+/// blocked for good. The thread gives such a commit up once the call has overrun its timeout by
+/// a margin, replaces the producer (which fences the stuck one) and carries on; once the
+/// coordinator is back, every record comes out and the instance never failed.
+#[test]
+fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
+    // Two brokers: the one-partition topics live on broker 1, which also coordinates the
+    // transactions; broker 2 coordinates the group and is the one taken down.
+    let kafka = EmbeddedKafka::with_brokers(2).expect("embedded cluster");
+    let a = app_on(
+        kafka,
+        "exactly_once_v2",
+        false,
+        Arc::new(AtomicBool::new(false)),
+        |c| c,
+    );
+    // A known process id makes the producer's transactional id known in advance.
+    let app_dir = a._state.path().join(&a.id);
+    std::fs::create_dir_all(&app_dir).expect("app dir");
+    std::fs::write(app_dir.join("kstreams-process-id"), "stuck-test").expect("process id");
+    a.kafka
+        .set_group_coordinator(&a.id, 2)
+        .expect("group coordinator");
+    a.kafka
+        .set_transaction_coordinator(&format!("{}-stuck-test-1", a.id), 1)
+        .expect("transaction coordinator");
+    let (first, rest) = INPUT.split_at(4);
+    let (second, third) = rest.split_at(3);
+    produce(&a.kafka, &a.input, first);
+    a.streams.start().expect("start");
+    read_values(&a.kafka, &a.output, Duration::from_secs(60), |v| {
+        first.iter().all(|x| v.iter().any(|y| y == x))
+    });
+
+    a.kafka.broker_down(2).expect("group coordinator down");
+    produce(&a.kafka, &a.input, second);
+    // The commit of the second half starts within a second or so and sticks; it is given up
+    // 15 s past the call's own 15 s timeout. Without that, the call would only return once the
+    // coordinator is back, and no recovery would be counted.
+    std::thread::sleep(Duration::from_secs(45));
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
+    a.kafka.broker_up(2).expect("group coordinator up");
+    // The new producer carries on: records sent after the outage come out too.
+    produce(&a.kafka, &a.input, third);
+
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
+        INPUT.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
+    wait_for(
+        "the given-up commit to be counted as a recovery",
+        Duration::from_secs(60),
+        || {
+            a.streams
+                .metrics()
+                .threads
+                .iter()
+                .map(|t| t.recoveries)
+                .sum::<u64>()
+                >= 1
+        },
+    );
+    assert!(a.streams.close(Duration::from_secs(30)));
+    assert_eq!(
+        a.streams.state(),
+        State::NotRunning,
+        "{:?}",
+        a.streams.error()
     );
 }
 

@@ -29,7 +29,8 @@
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use rdkafka::mocking::MockCluster;
+use rdkafka::mocking::{MockCluster, MockCoordinator};
+use rdkafka::producer::DefaultProducerContext;
 pub use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use crate::error::{Result, StreamsError};
@@ -46,7 +47,18 @@ enum Request {
         errors: Vec<RDKafkaRespErr>,
         reply: mpsc::Sender<()>,
     },
+    /// Another operation on the cluster (broker state, coordinators), described for errors.
+    Operate {
+        what: String,
+        op: ClusterOp,
+        reply: mpsc::Sender<Result<()>>,
+    },
 }
+
+type ClusterOp = Box<
+    dyn FnOnce(&MockCluster<'static, DefaultProducerContext>) -> rdkafka::error::KafkaResult<()>
+        + Send,
+>;
 
 /// A running in-process Kafka cluster (librdkafka's mock cluster). See the [module docs](self)
 /// for what it lacks compared with Apache Kafka.
@@ -139,6 +151,11 @@ impl EmbeddedKafka {
                             cluster.request_errors(api, &errors);
                             let _ = reply.send(());
                         }
+                        Request::Operate { what, op, reply } => {
+                            let result = op(&cluster)
+                                .map_err(|e| StreamsError::Embedded(format!("{what}: {e}")));
+                            let _ = reply.send(result);
+                        }
                     }
                 }
             })
@@ -196,6 +213,59 @@ impl EmbeddedKafka {
             .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))?;
         done.recv()
             .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))
+    }
+
+    /// Fault injection for tests: broker `id` (1-based) drops its connections and refuses new
+    /// ones until [`broker_up`](Self::broker_up). Its partitions keep it as their leader, and it
+    /// stays the coordinator of whatever it coordinates.
+    pub fn broker_down(&self, id: i32) -> Result<()> {
+        self.operate(format!("taking broker {id} down"), move |c| {
+            c.broker_down(id)
+        })
+    }
+
+    /// Brings broker `id` back after [`broker_down`](Self::broker_down).
+    pub fn broker_up(&self, id: i32) -> Result<()> {
+        self.operate(format!("bringing broker {id} up"), move |c| c.broker_up(id))
+    }
+
+    /// Makes broker `id` the coordinator of consumer group `group` (otherwise a hash of the name
+    /// picks it).
+    pub fn set_group_coordinator(&self, group: &str, id: i32) -> Result<()> {
+        let key = group.to_owned();
+        self.operate(
+            format!("making broker {id} coordinate group `{group}`"),
+            move |c| c.coordinator(MockCoordinator::Group(key), id),
+        )
+    }
+
+    /// Makes broker `id` the transaction coordinator of `transactional_id`.
+    pub fn set_transaction_coordinator(&self, transactional_id: &str, id: i32) -> Result<()> {
+        let key = transactional_id.to_owned();
+        self.operate(
+            format!("making broker {id} coordinate transactions of `{transactional_id}`"),
+            move |c| c.coordinator(MockCoordinator::Transaction(key), id),
+        )
+    }
+
+    fn operate(
+        &self,
+        what: String,
+        op: impl FnOnce(&MockCluster<'static, DefaultProducerContext>) -> rdkafka::error::KafkaResult<()>
+            + Send
+            + 'static,
+    ) -> Result<()> {
+        let (reply, done) = mpsc::channel();
+        let gone = || StreamsError::Embedded("the embedded cluster is shut down".into());
+        self.admin
+            .requests
+            .send(Request::Operate {
+                what,
+                op: Box::new(op),
+                reply,
+            })
+            .map_err(|_| gone())?;
+        done.recv().map_err(|_| gone())?
     }
 
     /// A thread-safe handle for creating topics on this cluster from other threads.

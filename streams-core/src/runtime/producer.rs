@@ -46,6 +46,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
 const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long retriable transaction errors are retried before the transaction is given up.
 pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// How long past its own timeout a transaction call may go on before the client is taken to be
+/// stuck. librdkafka's `send_offsets_to_transaction` can ignore its timeout and block for good
+/// when the group coordinator stops answering (librdkafka#5456, #5511); the commit is then
+/// given up and the producer replaced, which fences the stuck one.
+const STUCK_MARGIN: Duration = Duration::from_secs(15);
 
 /// What delivery reports told us.
 #[derive(Debug, Default)]
@@ -107,6 +112,11 @@ pub(crate) struct StreamsProducer {
     dead_letter: Option<DeadLetterQueue>,
     /// Records written there.
     dead_lettered: Mutex<u64>,
+    /// When the transaction call the committer thread is in began, if it is in one.
+    txn_call_since: Mutex<Option<Instant>>,
+    /// A transaction call overran its timeout by [`STUCK_MARGIN`]: this producer is not to be
+    /// used again.
+    stuck: std::sync::atomic::AtomicBool,
 }
 
 /// A record sent while a commit was in flight, held for the next transaction.
@@ -159,6 +169,8 @@ impl StreamsProducer {
             skipped: Mutex::new(0),
             dead_letter,
             dead_lettered: Mutex::new(0),
+            txn_call_since: Mutex::new(None),
+            stuck: std::sync::atomic::AtomicBool::new(false),
         };
         if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences an earlier producer with the same transactional id and aborts what it left
@@ -556,12 +568,14 @@ impl StreamsProducer {
     ) -> Result<()> {
         if offsets.count() > 0 {
             self.retrying("sending offsets to the transaction", || {
-                self.producer
-                    .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+                self.watched(|| {
+                    self.producer
+                        .send_offsets_to_transaction(offsets, group, TXN_CALL_TIMEOUT)
+                })
             })?;
         }
         self.retrying("committing the transaction", || {
-            self.producer.commit_transaction(TXN_CALL_TIMEOUT)
+            self.watched(|| self.producer.commit_transaction(TXN_CALL_TIMEOUT))
         })?;
         *self
             .in_transaction
@@ -570,19 +584,78 @@ impl StreamsProducer {
         Ok(())
     }
 
+    /// Runs one transaction call of the committer thread under the stuck-call watch.
+    fn watched<T>(&self, call: impl FnOnce() -> T) -> T {
+        *self
+            .txn_call_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        let result = call();
+        *self
+            .txn_call_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        result
+    }
+
+    /// Whether the committer thread has been in one transaction call for longer than the call's
+    /// timeout plus [`STUCK_MARGIN`]; once it has, the producer stays marked stuck.
+    pub(crate) fn is_stuck(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.stuck.load(Ordering::Relaxed) {
+            return true;
+        }
+        let overdue = self
+            .txn_call_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|since| since.elapsed() > TXN_CALL_TIMEOUT + STUCK_MARGIN);
+        if overdue {
+            tracing::warn!(producer = %self.client_id, limit_s = (TXN_CALL_TIMEOUT + STUCK_MARGIN).as_secs(),
+                "a transaction call has not returned long past its timeout; giving up the commit and replacing the producer");
+            self.stuck.store(true, Ordering::Relaxed);
+        }
+        overdue
+    }
+
+    fn stuck_error(&self) -> StreamsError {
+        StreamsError::TransactionAborted {
+            producer: self.client_id.clone(),
+            reason: format!(
+                "a transaction call did not return within {} s (the Kafka client is stuck, \
+                 librdkafka#5456); the transaction is given up and the producer replaced",
+                (TXN_CALL_TIMEOUT + STUCK_MARGIN).as_secs()
+            ),
+        }
+    }
+
     /// The result of the commit in flight, if it has ended; `None` while it runs (or when none
-    /// was started). Records stay held until [`release_held`](Self::release_held).
+    /// was started). Records stay held until [`release_held`](Self::release_held). A commit
+    /// whose client call is stuck ends with an error (see [`is_stuck`](Self::is_stuck)).
     pub(crate) fn poll_commit(&self) -> Option<Result<()>> {
         self.end_commit(|done| match done.try_recv() {
             Ok(result) => Some(result),
+            Err(mpsc::TryRecvError::Empty) if self.is_stuck() => Some(Err(self.stuck_error())),
             Err(mpsc::TryRecvError::Empty) => None,
             Err(mpsc::TryRecvError::Disconnected) => Some(Err(self.committer_died())),
         })
     }
 
-    /// Waits for the commit in flight, if any, and returns its result.
+    /// Waits for the commit in flight, if any, and returns its result; a stuck commit ends the
+    /// wait with an error.
     pub(crate) fn wait_commit(&self) -> Option<Result<()>> {
-        self.end_commit(|done| Some(done.recv().unwrap_or_else(|_| Err(self.committer_died()))))
+        self.end_commit(|done| loop {
+            match done.recv_timeout(Duration::from_millis(500)) {
+                Ok(result) => return Some(result),
+                Err(mpsc::RecvTimeoutError::Timeout) if self.is_stuck() => {
+                    return Some(Err(self.stuck_error()))
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Some(Err(self.committer_died()))
+                }
+            }
+        })
     }
 
     fn committer_died(&self) -> StreamsError {

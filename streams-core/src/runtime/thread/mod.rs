@@ -425,7 +425,10 @@ impl ThreadCore {
 
     /// After a failure: abort and close every task without committing.
     fn abandon(&mut self) {
-        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 && !self.producer.is_fatal() {
+        if self.guarantee == ProcessingGuarantee::ExactlyOnceV2
+            && !self.producer.is_fatal()
+            && !self.producer.is_stuck()
+        {
             if let Err(e) = self.producer.abort_transaction() {
                 tracing::warn!(error = %e, "aborting the transaction after a failure");
             }

@@ -362,7 +362,11 @@ impl ThreadCore {
                 ..
             }
         );
-        let mut new_producer = kind == Recovery::Rejoin || self.producer.is_fatal() || stuck;
+        // A client stuck in a transaction call cannot abort: a new producer fences it.
+        let mut new_producer = kind == Recovery::Rejoin
+            || self.producer.is_fatal()
+            || self.producer.is_stuck()
+            || stuck;
         if exactly_once && !new_producer {
             if let Err(e) = self.producer.abort_transaction() {
                 tracing::warn!(thread = %self.name, error = %e, "aborting the transaction failed; replacing the producer");
