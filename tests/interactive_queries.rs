@@ -70,6 +70,8 @@ fn config(kafka: &EmbeddedKafka, app: &str, dir: &std::path::Path) -> StreamsCon
         .set("state.dir", dir.display())
         .set("commit.interval.ms", 200)
         .set("application.server", "127.0.0.1:18080")
+        // Store latencies are DEBUG metrics, as in Kafka Streams.
+        .set("metrics.recording.level", "DEBUG")
         .with_embedded(kafka)
 }
 

@@ -1,18 +1,25 @@
-//! The record cache behind the caching layer: a sorted map of recent writes with LRU eviction
-//! under a byte budget that all caches of one stream thread share.
+//! The record cache behind the caching layer: recent writes with LRU eviction under a byte
+//! budget that all caches of one stream thread share.
 //!
 //! Entries are *dirty* from their write until a flush writes them down, then *clean* (kept for
 //! reads until evicted). A clean entry's value is what the store below holds; when it is written
 //! again, that value is kept with it (`below`), so that a flush which must report old values
 //! (KTable changes) need not read the store for it. Sizes are estimates: key and value bytes plus
-//! a fixed per-entry overhead for the map nodes.
+//! a fixed per-entry overhead for the index and list nodes.
+//!
+//! Layout, for the per-record path (an aggregate reads and writes one key per record): entries
+//! live in a slab, found through a hash index; two intrusive lists thread them, one in order of
+//! last write (eviction takes its head) and one of the dirty entries in order of last write (a
+//! flush walks only those). An update of a cached key touches the hash index and relinks two
+//! list nodes, with no allocation and no key comparison beyond the hash probe. Range queries use
+//! an ordered set of the keys, which changes only when a key enters or leaves the cache.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// Bytes charged per entry beyond its key and value (map nodes, LRU index, bookkeeping).
-const ENTRY_OVERHEAD: usize = 96;
+/// Bytes charged per entry beyond its key and value (slab slot, index and ordered-set nodes).
+const ENTRY_OVERHEAD: usize = 128;
 
 /// A byte budget shared by several record caches (Kafka Streams' `statestore.cache.max.bytes`
 /// divided among stream threads). Cheap to clone.
@@ -68,7 +75,6 @@ pub(crate) struct CacheEntry {
     pub(crate) dirty: bool,
     /// What the store below holds for the key, when known: kept when a clean entry is written.
     below: Option<Option<Vec<u8>>>,
-    seq: u64,
 }
 
 fn len(value: &Option<Vec<u8>>) -> usize {
@@ -88,15 +94,62 @@ pub(crate) struct DirtyEntry {
     pub(crate) below: Option<Option<Vec<u8>>>,
 }
 
+/// No slot: the end of a list.
+const NIL: usize = usize::MAX;
+
+/// Links of one intrusive doubly linked list.
+#[derive(Debug, Clone, Copy)]
+struct Links {
+    prev: usize,
+    next: usize,
+}
+
+const UNLINKED: Links = Links {
+    prev: NIL,
+    next: NIL,
+};
+
+#[derive(Debug)]
+struct Slot {
+    key: Arc<[u8]>,
+    entry: CacheEntry,
+    /// In the list of all entries, by last write.
+    lru: Links,
+    /// In the list of dirty entries, by last write (unlinked while clean).
+    dirty: Links,
+}
+
+/// Head and tail of an intrusive list.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: usize,
+    tail: usize,
+}
+
+const EMPTY: List = List {
+    head: NIL,
+    tail: NIL,
+};
+
+/// Which links of a slot a list uses.
+#[derive(Clone, Copy)]
+enum Which {
+    Lru,
+    Dirty,
+}
+
 /// The cache of one store.
 #[derive(Debug)]
 pub(crate) struct RecordCache {
-    entries: BTreeMap<Vec<u8>, CacheEntry>,
-    /// Recency order: sequence number of the last write -> key. Oldest first.
-    lru: BTreeMap<u64, Vec<u8>>,
-    /// Sequence numbers (in `lru`) of the dirty entries, so a flush visits only those.
-    dirty: std::collections::BTreeSet<u64>,
-    next_seq: u64,
+    index: HashMap<Arc<[u8]>, usize, foldhash::fast::RandomState>,
+    slots: Vec<Slot>,
+    /// Slots whose entries left, for reuse.
+    free: Vec<usize>,
+    /// The keys in order, for range queries.
+    ordered: BTreeSet<Arc<[u8]>>,
+    lru: List,
+    dirty: List,
+    dirty_count: usize,
     bytes: usize,
     budget: CacheBudget,
 }
@@ -104,58 +157,146 @@ pub(crate) struct RecordCache {
 impl RecordCache {
     pub(crate) fn new(budget: CacheBudget) -> Self {
         RecordCache {
-            entries: BTreeMap::new(),
-            lru: BTreeMap::new(),
-            dirty: std::collections::BTreeSet::new(),
-            next_seq: 0,
+            index: HashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            ordered: BTreeSet::new(),
+            lru: EMPTY,
+            dirty: EMPTY,
+            dirty_count: 0,
             bytes: 0,
             budget,
         }
     }
 
+    fn links(&mut self, slot: usize, which: Which) -> &mut Links {
+        match which {
+            Which::Lru => &mut self.slots[slot].lru,
+            Which::Dirty => &mut self.slots[slot].dirty,
+        }
+    }
+
+    fn list(&mut self, which: Which) -> &mut List {
+        match which {
+            Which::Lru => &mut self.lru,
+            Which::Dirty => &mut self.dirty,
+        }
+    }
+
+    fn unlink(&mut self, slot: usize, which: Which) {
+        let Links { prev, next } = *self.links(slot, which);
+        if prev == NIL {
+            self.list(which).head = next;
+        } else {
+            self.links(prev, which).next = next;
+        }
+        if next == NIL {
+            self.list(which).tail = prev;
+        } else {
+            self.links(next, which).prev = prev;
+        }
+        *self.links(slot, which) = UNLINKED;
+    }
+
+    fn push_back(&mut self, slot: usize, which: Which) {
+        let tail = self.list(which).tail;
+        *self.links(slot, which) = Links {
+            prev: tail,
+            next: NIL,
+        };
+        if tail == NIL {
+            self.list(which).head = slot;
+        } else {
+            self.links(tail, which).next = slot;
+        }
+        self.list(which).tail = slot;
+    }
+
     pub(crate) fn get(&self, key: &[u8]) -> Option<&CacheEntry> {
-        self.entries.get(key)
+        self.index.get(key).map(|&slot| &self.slots[slot].entry)
     }
 
     /// Records a write (dirty).
     pub(crate) fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let (added, replaced, lru_key) = match self.entries.get_mut(key) {
-            Some(entry) => {
-                // An update (the common case for aggregates) moves the key's recency entry,
-                // reusing its copy of the key rather than allocating another.
-                let lru_key = self.lru.remove(&entry.seq);
-                if entry.dirty {
-                    self.dirty.remove(&entry.seq);
-                }
-                let old_size = size_of(key, entry);
-                let previous = std::mem::replace(&mut entry.value, value);
-                if !entry.dirty {
-                    // A clean value is the one below: keep it for the flush's old value.
-                    entry.below = Some(previous);
-                }
-                entry.dirty = true;
-                entry.seq = seq;
-                (size_of(key, entry), old_size, lru_key)
+        if let Some(&slot) = self.index.get(key) {
+            // An update (the common case for aggregates): no allocation, two relinks.
+            let entry = &mut self.slots[slot].entry;
+            let old_size = size_of(key, entry);
+            let was_dirty = entry.dirty;
+            let previous = std::mem::replace(&mut entry.value, value);
+            if !was_dirty {
+                // A clean value is the one below: keep it for the flush's old value.
+                entry.below = Some(previous);
+            }
+            entry.dirty = true;
+            let new_size = size_of(key, entry);
+            self.charge(new_size);
+            self.release(old_size);
+            self.unlink(slot, Which::Lru);
+            self.push_back(slot, Which::Lru);
+            if was_dirty {
+                self.unlink(slot, Which::Dirty);
+            } else {
+                self.dirty_count += 1;
+            }
+            self.push_back(slot, Which::Dirty);
+            return;
+        }
+        let key: Arc<[u8]> = Arc::from(key);
+        let entry = CacheEntry {
+            value,
+            dirty: true,
+            below: None,
+        };
+        let size = size_of(&key, &entry);
+        let filled = Slot {
+            key: key.clone(),
+            entry,
+            lru: UNLINKED,
+            dirty: UNLINKED,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.slots[slot] = filled;
+                slot
             }
             None => {
-                let entry = CacheEntry {
-                    value,
-                    dirty: true,
-                    below: None,
-                    seq,
-                };
-                let size = size_of(key, &entry);
-                self.entries.insert(key.to_vec(), entry);
-                (size, 0, None)
+                self.slots.push(filled);
+                self.slots.len() - 1
             }
         };
-        self.charge(added);
-        self.release(replaced);
-        self.lru
-            .insert(seq, lru_key.unwrap_or_else(|| key.to_vec()));
-        self.dirty.insert(seq);
+        self.index.insert(key.clone(), slot);
+        self.ordered.insert(key);
+        self.charge(size);
+        self.push_back(slot, Which::Lru);
+        self.push_back(slot, Which::Dirty);
+        self.dirty_count += 1;
+    }
+
+    /// Takes the entry of `slot` out of the cache (and of its lists); returns its key and entry.
+    fn remove_slot(&mut self, slot: usize) -> (Arc<[u8]>, CacheEntry) {
+        self.unlink(slot, Which::Lru);
+        if self.slots[slot].entry.dirty {
+            self.unlink(slot, Which::Dirty);
+            self.dirty_count -= 1;
+        }
+        let vacated = Slot {
+            key: Arc::from(&[][..]),
+            entry: CacheEntry {
+                value: None,
+                dirty: false,
+                below: None,
+            },
+            lru: UNLINKED,
+            dirty: UNLINKED,
+        };
+        let Slot { key, entry, .. } = std::mem::replace(&mut self.slots[slot], vacated);
+        self.index.remove(&key);
+        self.ordered.remove(&key);
+        self.free.push(slot);
+        let size = size_of(&key, &entry);
+        self.release(size);
+        (key, entry)
     }
 
     fn charge(&mut self, bytes: usize) {
@@ -170,28 +311,21 @@ impl RecordCache {
 
     /// Whether the shared budget is exceeded and this cache has something to give back.
     pub(crate) fn needs_eviction(&self) -> bool {
-        !self.entries.is_empty() && self.budget.over()
+        !self.index.is_empty() && self.budget.over()
     }
 
     /// Evicts least recently written entries until the shared budget holds or this cache is
     /// empty; returns the dirty ones, oldest first, to be written down.
     pub(crate) fn evict(&mut self) -> Vec<DirtyEntry> {
         let mut dirty = Vec::new();
-        while self.needs_eviction() {
-            let Some((_, key)) = self.lru.pop_first() else {
-                break;
-            };
-            if let Some(entry) = self.entries.remove(&key) {
-                let size = size_of(&key, &entry);
-                self.release(size);
-                if entry.dirty {
-                    self.dirty.remove(&entry.seq);
-                    dirty.push(DirtyEntry {
-                        key,
-                        value: entry.value,
-                        below: entry.below,
-                    });
-                }
+        while self.needs_eviction() && self.lru.head != NIL {
+            let (key, entry) = self.remove_slot(self.lru.head);
+            if entry.dirty {
+                dirty.push(DirtyEntry {
+                    key: key.to_vec(),
+                    value: entry.value,
+                    below: entry.below,
+                });
             }
         }
         dirty
@@ -200,35 +334,29 @@ impl RecordCache {
     /// Takes every dirty entry, oldest write first, and marks it clean. Clean deletions are
     /// dropped (nothing to read back).
     pub(crate) fn take_dirty(&mut self) -> Vec<DirtyEntry> {
-        let mut dirty = Vec::with_capacity(self.dirty.len());
-        let mut dropped = Vec::new();
-        for seq in std::mem::take(&mut self.dirty) {
-            let Some(key) = self.lru.get(&seq) else {
-                continue;
-            };
-            if let Some(entry) = self.entries.get_mut(key) {
-                entry.dirty = false;
-                let below = entry.below.take();
-                let freed = below.as_ref().map_or(0, len);
-                if entry.value.is_none() {
-                    dropped.push((entry.seq, key.clone()));
-                }
-                dirty.push(DirtyEntry {
-                    key: key.clone(),
-                    value: entry.value.clone(),
-                    below,
-                });
-                self.bytes -= freed;
-                self.budget.release(freed);
+        let mut dirty = Vec::with_capacity(self.dirty_count);
+        let mut slot = self.dirty.head;
+        while slot != NIL {
+            let next = self.slots[slot].dirty.next;
+            let s = &mut self.slots[slot];
+            s.dirty = UNLINKED;
+            s.entry.dirty = false;
+            let below = s.entry.below.take();
+            let freed = below.as_ref().map_or(0, len);
+            let deleted = s.entry.value.is_none();
+            dirty.push(DirtyEntry {
+                key: s.key.to_vec(),
+                value: s.entry.value.clone(),
+                below,
+            });
+            self.release(freed);
+            if deleted {
+                self.remove_slot(slot);
             }
+            slot = next;
         }
-        for (seq, key) in dropped {
-            self.lru.remove(&seq);
-            if let Some(entry) = self.entries.remove(&key) {
-                let size = size_of(&key, &entry);
-                self.release(size);
-            }
-        }
+        self.dirty = EMPTY;
+        self.dirty_count = 0;
         dirty
     }
 
@@ -237,24 +365,32 @@ impl RecordCache {
         &'a self,
         from: Option<&'a [u8]>,
         to: Option<&'a [u8]>,
-    ) -> Box<dyn Iterator<Item = (&'a Vec<u8>, &'a CacheEntry)> + 'a> {
+    ) -> Box<dyn Iterator<Item = (&'a [u8], &'a CacheEntry)> + 'a> {
         match crate::store::inclusive_range(from, to) {
-            Some(bounds) => Box::new(self.entries.range::<[u8], _>(bounds)),
+            Some(bounds) => Box::new(self.ordered.range::<[u8], _>(bounds).filter_map(|key| {
+                self.index
+                    .get(key)
+                    .map(|&slot| (&key[..], &self.slots[slot].entry))
+            })),
             None => Box::new(std::iter::empty()),
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
+        self.index.len()
     }
 
     /// Drops everything (dirty entries too) and gives the bytes back to the budget.
     pub(crate) fn clear(&mut self) {
         let bytes = self.bytes;
         self.release(bytes);
-        self.entries.clear();
-        self.lru.clear();
-        self.dirty.clear();
+        self.index.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.ordered.clear();
+        self.lru = EMPTY;
+        self.dirty = EMPTY;
+        self.dirty_count = 0;
     }
 }
 

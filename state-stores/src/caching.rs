@@ -194,7 +194,7 @@ impl KeyValueBytesStore for CachingKeyValueStore {
         let cached: Vec<PendingEntry> = self
             .cache
             .range(from, to)
-            .map(|(k, e)| (k.clone(), e.value.clone()))
+            .map(|(k, e)| (k.to_vec(), e.value.clone()))
             .collect();
         Ok(Box::new(crate::overlay::MergeIter::new(
             cached.into_iter(),

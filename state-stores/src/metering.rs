@@ -22,11 +22,13 @@ pub struct OpStats {
 }
 
 impl OpStats {
-    fn record(&self, started: Instant) {
-        let nanos = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+    fn record(&self, started: Option<Instant>) {
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
-        self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        if let Some(started) = started {
+            let nanos = started.elapsed().as_nanos().min(u64::MAX as u128) as u64;
+            self.total_nanos.fetch_add(nanos, Ordering::Relaxed);
+            self.max_nanos.fetch_max(nanos, Ordering::Relaxed);
+        }
     }
 
     /// A copy of the current figures.
@@ -72,13 +74,29 @@ pub struct StoreMetrics {
     pub flushes: OpStats,
     /// Restored changelog records (count) and restore batches (latency).
     pub restores: OpStats,
+    /// Whether operations are timed.
+    latencies: bool,
     restored_records: AtomicU64,
 }
 
 impl StoreMetrics {
-    /// New, zeroed metrics.
+    /// New, zeroed metrics that time every operation.
     pub fn new() -> Arc<Self> {
-        Arc::new(StoreMetrics::default())
+        Self::timed(true)
+    }
+
+    /// New, zeroed metrics; operations are timed only if `latencies` (otherwise only counted,
+    /// and latencies read 0: Kafka Streams' `metrics.recording.level=INFO`).
+    pub fn timed(latencies: bool) -> Arc<Self> {
+        Arc::new(StoreMetrics {
+            latencies,
+            ..StoreMetrics::default()
+        })
+    }
+
+    /// Whether operations are timed (else their latencies read 0).
+    pub fn latencies(&self) -> bool {
+        self.latencies
     }
 
     /// Changelog records restored so far.
@@ -87,11 +105,14 @@ impl StoreMetrics {
     }
 }
 
+/// Runs `$body`, counting it in `$stats` of `$metrics`, and timing it only when the metrics
+/// ask for latencies (reading the clock twice per operation is a measurable share of an
+/// aggregation's per-record cost).
 macro_rules! timed {
-    ($stats:expr, $body:expr) => {{
-        let started = Instant::now();
+    ($metrics:expr, $stats:ident, $body:expr) => {{
+        let started = $metrics.latencies.then(Instant::now);
         let result = $body;
-        $stats.record(started);
+        $metrics.$stats.record(started);
         result
     }};
 }
@@ -105,7 +126,7 @@ macro_rules! metered_state_store {
             self.inner.persistent()
         }
         fn flush(&mut self) -> Result<()> {
-            timed!(self.metrics.flushes, self.inner.flush())
+            timed!(self.metrics, flushes, self.inner.flush())
         }
         fn close(&mut self) -> Result<()> {
             self.inner.close()
@@ -114,7 +135,7 @@ macro_rules! metered_state_store {
             self.metrics
                 .restored_records
                 .fetch_add(records.len() as u64, Ordering::Relaxed);
-            timed!(self.metrics.restores, self.inner.restore_batch(records))
+            timed!(self.metrics, restores, self.inner.restore_batch(records))
         }
         fn restore_complete(&mut self) -> Result<()> {
             self.inner.restore_complete()
@@ -148,25 +169,25 @@ impl StateStore for MeteredKeyValueStore {
 
 impl KeyValueBytesStore for MeteredKeyValueStore {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        timed!(self.metrics.gets, self.inner.get(key))
+        timed!(self.metrics, gets, self.inner.get(key))
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        timed!(self.metrics.puts, self.inner.put(key, value))
+        timed!(self.metrics, puts, self.inner.put(key, value))
     }
     fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
-        timed!(self.metrics.puts, self.inner.put_if_absent(key, value))
+        timed!(self.metrics, puts, self.inner.put_if_absent(key, value))
     }
     fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        timed!(self.metrics.puts, self.inner.put_all(entries))
+        timed!(self.metrics, puts, self.inner.put_all(entries))
     }
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        timed!(self.metrics.deletes, self.inner.delete(key))
+        timed!(self.metrics, deletes, self.inner.delete(key))
     }
     fn range(&self, from: Option<&[u8]>, to: Option<&[u8]>) -> Result<KeyValueIter<'_>> {
-        timed!(self.metrics.range_scans, self.inner.range(from, to))
+        timed!(self.metrics, range_scans, self.inner.range(from, to))
     }
     fn prefix_scan(&self, prefix: &[u8]) -> Result<KeyValueIter<'_>> {
-        timed!(self.metrics.range_scans, self.inner.prefix_scan(prefix))
+        timed!(self.metrics, range_scans, self.inner.prefix_scan(prefix))
     }
     fn approximate_num_entries(&self) -> Result<u64> {
         self.inner.approximate_num_entries()
@@ -193,25 +214,28 @@ impl StateStore for MeteredWindowStore {
 impl WindowBytesStore for MeteredWindowStore {
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> Result<()> {
         match value {
-            Some(_) => timed!(self.metrics.puts, self.inner.put(key, window_start, value)),
+            Some(_) => timed!(self.metrics, puts, self.inner.put(key, window_start, value)),
             None => timed!(
-                self.metrics.deletes,
+                self.metrics,
+                deletes,
                 self.inner.put(key, window_start, value)
             ),
         }
     }
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
-        timed!(self.metrics.gets, self.inner.fetch(key, window_start))
+        timed!(self.metrics, gets, self.inner.fetch(key, window_start))
     }
     fn fetch_range(&self, key: &[u8], time_from: i64, time_to: i64) -> Result<WindowIter<'_>> {
         timed!(
-            self.metrics.range_scans,
+            self.metrics,
+            range_scans,
             self.inner.fetch_range(key, time_from, time_to)
         )
     }
     fn fetch_all(&self, time_from: i64, time_to: i64) -> Result<WindowedKeyValueIter<'_>> {
         timed!(
-            self.metrics.range_scans,
+            self.metrics,
+            range_scans,
             self.inner.fetch_all(time_from, time_to)
         )
     }
@@ -248,24 +272,54 @@ impl SessionBytesStore for MeteredSessionStore {
         latest_session_start: i64,
     ) -> Result<SessionIter<'_>> {
         timed!(
-            self.metrics.range_scans,
+            self.metrics,
+            range_scans,
             self.inner
                 .find_sessions(key, earliest_session_end, latest_session_start)
         )
     }
     fn fetch_session(&self, key: &[u8], window: SessionWindow) -> Result<Option<Vec<u8>>> {
-        timed!(self.metrics.gets, self.inner.fetch_session(key, window))
+        timed!(self.metrics, gets, self.inner.fetch_session(key, window))
     }
     fn put(&mut self, key: &[u8], window: SessionWindow, value: &[u8]) -> Result<()> {
-        timed!(self.metrics.puts, self.inner.put(key, window, value))
+        timed!(self.metrics, puts, self.inner.put(key, window, value))
     }
     fn remove(&mut self, key: &[u8], window: SessionWindow) -> Result<()> {
-        timed!(self.metrics.deletes, self.inner.remove(key, window))
+        timed!(self.metrics, deletes, self.inner.remove(key, window))
     }
     fn retention_ms(&self) -> i64 {
         self.inner.retention_ms()
     }
     fn observed_stream_time(&self) -> i64 {
         self.inner.observed_stream_time()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::InMemoryKeyValueStore;
+
+    #[test]
+    fn operations_are_counted_always_and_timed_only_when_asked() {
+        for latencies in [false, true] {
+            let metrics = StoreMetrics::timed(latencies);
+            let mut store = MeteredKeyValueStore::new(
+                Box::new(InMemoryKeyValueStore::new("s")),
+                metrics.clone(),
+            );
+            for i in 0..100u32 {
+                store.put(&i.to_be_bytes(), b"v").unwrap();
+                assert!(store.get(&i.to_be_bytes()).unwrap().is_some());
+            }
+            let (puts, gets) = (metrics.puts.snapshot(), metrics.gets.snapshot());
+            assert_eq!((puts.count, gets.count), (100, 100));
+            assert_eq!(metrics.latencies(), latencies);
+            assert_eq!(
+                puts.total_nanos > 0 && gets.total_nanos > 0,
+                latencies,
+                "timed only at DEBUG/TRACE: {puts:?} {gets:?}"
+            );
+        }
     }
 }

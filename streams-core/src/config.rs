@@ -49,6 +49,7 @@
 //! | `processing.exception.handler` | `log-and-fail` | or `log-and-continue`: a record a processor fails on (error or panic) |
 //! | `errors.deadletterqueue.topic.name` | (none) | topic that records the three handlers judge are written to, with headers saying why (see [`crate::dead_letter`]) |
 //! | `repartition.purge.interval.ms` | 30000 | how often, at most, records of repartition topics that were committed are deleted |
+//! | `metrics.recording.level` | `INFO` | `DEBUG` or `TRACE` also time every state store operation (store latencies read 0 at `INFO`, as in Kafka Streams, where they are DEBUG metrics); counts are kept at every level |
 //! | `application.server` | (none) | `host:port` where this instance serves interactive queries; advertised to the other instances (see [`KafkaStreams::query_metadata_for_key`](crate::KafkaStreams::query_metadata_for_key)) |
 
 use std::collections::BTreeMap;
@@ -106,6 +107,8 @@ pub const PROCESSING_HANDLER: &str = "processing.exception.handler";
 pub const DEAD_LETTER_QUEUE_TOPIC: &str = "errors.deadletterqueue.topic.name";
 /// `repartition.purge.interval.ms`
 pub const REPARTITION_PURGE_INTERVAL_MS: &str = "repartition.purge.interval.ms";
+/// `metrics.recording.level`
+pub const METRICS_RECORDING_LEVEL: &str = "metrics.recording.level";
 
 /// The producers' transaction timeout under exactly-once, as Kafka Streams sets it.
 pub const EOS_TRANSACTION_TIMEOUT_MS: i64 = 10_000;
@@ -174,6 +177,7 @@ const KNOWN: &[&str] = &[
     APPLICATION_SERVER,
     DEAD_LETTER_QUEUE_TOPIC,
     REPARTITION_PURGE_INTERVAL_MS,
+    METRICS_RECORDING_LEVEL,
 ];
 
 const PREFIXES: &[&str] = &["consumer.", "producer.", "admin."];
@@ -526,6 +530,7 @@ impl StreamsConfig {
                 0,
                 i64::MAX,
             )? as u64),
+            store_latencies: self.store_latencies()?,
             embedded: self.embedded.clone(),
             client_id: self
                 .get(CLIENT_ID)
@@ -611,6 +616,22 @@ impl StreamsConfig {
         Ok(Some(topic.to_owned()))
     }
 
+    /// Whether `metrics.recording.level` asks for store latencies (`DEBUG`, `TRACE`).
+    fn store_latencies(&self) -> Result<bool> {
+        match self
+            .get(METRICS_RECORDING_LEVEL)
+            .map(|v| v.trim().to_ascii_uppercase())
+            .as_deref()
+        {
+            None | Some("INFO") => Ok(false),
+            Some("DEBUG" | "TRACE") => Ok(true),
+            Some(other) => Err(StreamsError::config(
+                METRICS_RECORDING_LEVEL,
+                format!("`{other}` is not a recording level: use INFO, DEBUG or TRACE"),
+            )),
+        }
+    }
+
     fn number(&self, key: &str, default: i64, min: i64, max: i64) -> Result<i64> {
         let Some(raw) = self.get(key) else {
             return Ok(default);
@@ -682,6 +703,8 @@ pub struct ResolvedConfig {
     pub dead_letter_queue: Option<String>,
     /// `repartition.purge.interval.ms`.
     pub repartition_purge_interval: Duration,
+    /// `metrics.recording.level` is `DEBUG` or `TRACE`: state store operations are timed.
+    pub store_latencies: bool,
     pub(crate) embedded: Option<EmbeddedAdmin>,
 }
 

@@ -113,7 +113,7 @@ impl<'a, KOut, VOut> ProcessorContext<'a, KOut, VOut> {
 
     /// Where the record being processed came from; `None` during punctuation.
     pub fn record_metadata(&self) -> Option<&RecordMetadata> {
-        self.exec.rt.shared.current.as_ref()
+        self.exec.rt.shared.current()
     }
 
     /// The task's stream time: the largest timestamp of the records it has processed

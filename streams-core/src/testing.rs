@@ -289,6 +289,7 @@ impl TopologyTestDriver {
             state_dir,
             rocksdb,
             cache: CacheBudget::new(config.cache_max_bytes),
+            store_latencies: config.store_latencies,
             deserialization: config.deserialization.clone(),
             timestamps: config.timestamps.clone(),
             processing: config.processing.clone(),

@@ -196,6 +196,9 @@ const DIRECT: &[&str] = &[
     crate::config::REPLICATION_FACTOR,
     crate::config::AUTO_OFFSET_RESET,
     crate::config::DEFAULT_TIMESTAMP_EXTRACTOR,
+    crate::config::REPARTITION_PURGE_INTERVAL_MS,
+    crate::config::METRICS_RECORDING_LEVEL,
+    crate::config::DEAD_LETTER_QUEUE_TOPIC,
 ];
 
 const SET_SERDES_IN_CODE: &str = "serdes are Rust values here, not Java classes: set them in code (StreamsConfig::with_default_key_serde / with_default_value_serde, or per operator)";
@@ -225,14 +228,12 @@ fn unsupported_streams_key(key: &str) -> Option<&'static str> {
         | "probing.rebalance.interval.ms" | "task.assignor.class"
         | "rack.aware.assignment.tags" | "rack.aware.assignment.strategy"
         | "rack.aware.assignment.traffic_cost" | "rack.aware.assignment.non_overlap_cost" => ASSIGNMENT,
-        "built.in.metrics.version" | "metrics.num.samples" | "metrics.recording.level"
-        | "metrics.sample.window.ms" | "metric.reporters" | "auto.include.jmx.reporter" => METRICS,
+        "built.in.metrics.version" | "metrics.num.samples" | "metrics.sample.window.ms" | "metric.reporters" | "auto.include.jmx.reporter" => METRICS,
         "topology.optimization" => "kstreams does not rewrite topologies (Kafka Streams' `none`, which is accepted); remove it",
         "upgrade.from" => "there is no older kstreams rebalance protocol to upgrade from; remove it",
         "max.task.idle.ms" => "tasks do not idle waiting for data on their other inputs: they process what is buffered, earliest timestamp first; remove it",
         "task.timeout.ms" => "tasks do not retry timeouts for a bounded time: client errors go to the stream thread's error handling; remove it",
         "state.cleanup.delay.ms" => "the state of tasks that moved away is not cleaned up on a timer here; remove it",
-        "repartition.purge.interval.ms" => "repartition topics are not purged by the application here (they have the broker's retention); remove it",
         "log.summary.interval.ms" => "kstreams logs through `tracing` and has no periodic summary; remove it",
         "windowstore.changelog.additional.retention.ms" => "window changelogs are kept for the store's retention (set in code); remove it",
         "default.client.supplier" | "processor.wrapper.class" | "partition.grouper" => JAVA_CLASS,

@@ -314,7 +314,7 @@ fn unsupported_and_unknown_keys_are_told_apart() {
         "num.standby.replicas",
         "upgrade.from",
         "max.task.idle.ms",
-        "metrics.recording.level",
+        "metrics.sample.window.ms",
         "client.tag.zone",
         "topic.segment.bytes",
     ] {
@@ -330,6 +330,23 @@ fn unsupported_and_unknown_keys_are_told_apart() {
     )
     .is_ok());
     assert!(load_err("topology.optimization=all").contains("does not rewrite"));
+    // Kafka Streams settings this crate implements under the same name.
+    let supported = StreamsConfig::from_properties_str(
+        "application.id=a\nrepartition.purge.interval.ms=5000\nmetrics.recording.level=DEBUG\n\
+         errors.deadletterqueue.topic.name=dlq",
+    )
+    .expect("supported settings load");
+    let resolved = supported.validate().expect("valid");
+    assert_eq!(resolved.repartition_purge_interval.as_millis(), 5000);
+    assert!(resolved.store_latencies);
+    assert_eq!(resolved.dead_letter_queue.as_deref(), Some("dlq"));
+    let loud = match StreamsConfig::from_properties_str(
+        "application.id=a\nmetrics.recording.level=LOUD",
+    ) {
+        Err(e) => e.to_string(),
+        Ok(c) => c.validate().expect_err("LOUD is no level").to_string(),
+    };
+    assert!(loud.contains("INFO, DEBUG or TRACE"), "{loud}");
     let e = load_err("\n\napplicaton.id=typo");
     assert!(
         e.contains(":3:") && e.contains("`applicaton.id`") && e.contains("unknown setting"),

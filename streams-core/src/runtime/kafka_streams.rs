@@ -480,41 +480,45 @@ impl KafkaStreams {
                 ("task_id", task.to_string()),
                 ("store", store.clone()),
             ];
-            op_metrics(
-                &mut out,
-                &labels,
-                m.puts.snapshot(),
-                ("put-latency-avg", "put-latency-max"),
-                "Latency of puts, in ns.",
-            );
-            op_metrics(
-                &mut out,
-                &labels,
-                m.gets.snapshot(),
-                ("get-latency-avg", "get-latency-max"),
-                "Latency of gets, in ns.",
-            );
-            op_metrics(
-                &mut out,
-                &labels,
-                m.deletes.snapshot(),
-                ("delete-latency-avg", "delete-latency-max"),
-                "Latency of deletes, in ns.",
-            );
-            op_metrics(
-                &mut out,
-                &labels,
-                m.range_scans.snapshot(),
-                ("range-latency-avg", "range-latency-max"),
-                "Latency of opening range scans, in ns.",
-            );
-            op_metrics(
-                &mut out,
-                &labels,
-                m.flushes.snapshot(),
-                ("flush-latency-avg", "flush-latency-max"),
-                "Latency of flushes, in ns.",
-            );
+            // Timed only at metrics.recording.level DEBUG or TRACE (as Kafka Streams' store
+            // latencies): otherwise there is nothing to report.
+            if m.latencies() {
+                op_metrics(
+                    &mut out,
+                    &labels,
+                    m.puts.snapshot(),
+                    ("put-latency-avg", "put-latency-max"),
+                    "Latency of puts, in ns.",
+                );
+                op_metrics(
+                    &mut out,
+                    &labels,
+                    m.gets.snapshot(),
+                    ("get-latency-avg", "get-latency-max"),
+                    "Latency of gets, in ns.",
+                );
+                op_metrics(
+                    &mut out,
+                    &labels,
+                    m.deletes.snapshot(),
+                    ("delete-latency-avg", "delete-latency-max"),
+                    "Latency of deletes, in ns.",
+                );
+                op_metrics(
+                    &mut out,
+                    &labels,
+                    m.range_scans.snapshot(),
+                    ("range-latency-avg", "range-latency-max"),
+                    "Latency of opening range scans, in ns.",
+                );
+                op_metrics(
+                    &mut out,
+                    &labels,
+                    m.flushes.snapshot(),
+                    ("flush-latency-avg", "flush-latency-max"),
+                    "Latency of flushes, in ns.",
+                );
+            }
             let st = "stream_state";
             let mut push = |name, help, value: f64| {
                 out.push(Metric {

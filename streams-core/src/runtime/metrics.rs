@@ -6,7 +6,7 @@
 //! |---|---|---|---|
 //! | `stream-thread-metrics` | `stream_thread` | `thread_id` | `process-total/rate`, `process-latency-avg/max` (ms), `commit-total/rate`, `commit-latency-avg` (ms), `poll-total/rate`, `poll-latency-avg` (ms), `punctuate-total`, `restore-total/rate`, `task-count` |
 //! | `stream-task-metrics` | `stream_task` | `thread_id`, `task_id` | `process-total`, `dropped-records-total` (every record dropped: unreadable, failed, late), `skipped-records-total`, `late-records-dropped-total`, `processing-skipped-total`, `dead-letter-records-total` |
-//! | `stream-state-metrics` | `stream_state` | `thread_id`, `task_id`, `store` | `put/get/delete/range/flush-latency-avg/max` (ns), `put/get-total`, `restore-total`, `restore-rate`, `restore-remaining-records-total` |
+//! | `stream-state-metrics` | `stream_state` | `thread_id`, `task_id`, `store` | `put/get/delete/range/flush-latency-avg/max` (ns; only at `metrics.recording.level` `DEBUG` or `TRACE`), `put/get-total`, `restore-total`, `restore-rate`, `restore-remaining-records-total` |
 //! | `consumer-fetch-manager-metrics` | `consumer_fetch_manager` | `thread_id`, `topic`, `partition` | `records-lag` |
 //!
 //! A Prometheus name is `kafka_streams_<group>_<name>` with dashes as underscores, e.g.

@@ -55,8 +55,9 @@ const STUCK_MARGIN: Duration = Duration::from_secs(15);
 /// What delivery reports told us.
 #[derive(Debug, Default)]
 pub(crate) struct Deliveries {
-    /// The highest offset delivered per (topic, partition).
-    pub(crate) last_offsets: HashMap<(String, i32), i64>,
+    /// The highest offset delivered per topic and partition (by topic first, so that a delivery
+    /// report finds its entry without allocating the topic name).
+    pub(crate) last_offsets: HashMap<String, HashMap<i32, i64>>,
     /// Failed deliveries not yet judged: (topic, error).
     pub(crate) failures: Vec<(String, KafkaError)>,
     /// Records delivered.
@@ -85,10 +86,12 @@ impl ProducerContext for TrackingContext {
         match result {
             Ok(message) => {
                 d.delivered += 1;
-                let entry = d
-                    .last_offsets
-                    .entry((message.topic().to_owned(), message.partition()))
-                    .or_insert(-1);
+                let topic = message.topic();
+                let partitions = match d.last_offsets.get_mut(topic) {
+                    Some(partitions) => partitions,
+                    None => d.last_offsets.entry(topic.to_owned()).or_default(),
+                };
+                let entry = partitions.entry(message.partition()).or_insert(-1);
                 *entry = (*entry).max(message.offset());
             }
             Err((error, message)) => d.failures.push((message.topic().to_owned(), error.clone())),
@@ -493,7 +496,8 @@ impl StreamsProducer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .last_offsets
-            .get(&(topic.to_owned(), partition))
+            .get(topic)
+            .and_then(|partitions| partitions.get(&partition))
             .map(|o| o + 1)
     }
 

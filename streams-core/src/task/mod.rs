@@ -68,6 +68,8 @@ pub(crate) struct TaskEnv {
     pub(crate) state_dir: StateDirectory,
     pub(crate) rocksdb: RocksDbMemory,
     pub(crate) cache: CacheBudget,
+    /// `metrics.recording.level` asks for store latencies.
+    pub(crate) store_latencies: bool,
     pub(crate) deserialization: SharedDeserializationHandler,
     pub(crate) timestamps: TimestampSettings,
     pub(crate) processing: SharedProcessingHandler,
@@ -126,7 +128,6 @@ pub(crate) struct StreamTask {
     processing: SharedProcessingHandler,
     dead_letter: Option<DeadLetterQueue>,
     /// Next offset to commit per input partition, advanced as records are taken.
-    consumed: BTreeMap<(String, i32), i64>,
     changelogs: Vec<ChangelogPartition>,
     dir: Option<TaskDirectory>,
     pub(crate) metrics: TaskMetrics,
@@ -241,7 +242,7 @@ impl StreamTask {
                 });
             }
             // The metering layer, outermost: it sees what processors and queries see.
-            let metrics = StoreMetrics::new();
+            let metrics = StoreMetrics::timed(env.store_latencies);
             builder = builder.with_metering(metrics.clone());
             metering
                 .lock()
@@ -333,6 +334,7 @@ impl StreamTask {
                     stream_time: i64::MIN,
                     wall_clock_ms: env.wall_clock_ms,
                     current: None,
+                    in_record: false,
                     stores,
                     globals: env.globals.clone(),
                     punctuators: Punctuators::default(),
@@ -350,7 +352,6 @@ impl StreamTask {
             timestamps: env.timestamps.clone(),
             processing: env.processing.clone(),
             dead_letter: env.dead_letter.clone(),
-            consumed: BTreeMap::new(),
             changelogs,
             dir,
             metrics: TaskMetrics::default(),
@@ -562,8 +563,7 @@ impl StreamTask {
             return Ok(false);
         };
         let offset = raw.offset;
-        self.consumed.insert((topic.clone(), partition), offset + 1);
-        let Some((node, decoder)) = self.sources.get(&topic) else {
+        let Some((node, decoder)) = self.sources.get(&*topic) else {
             return Err(StreamsError::Fatal(format!(
                 "task {}: no source reads `{topic}`",
                 self.id
@@ -630,7 +630,7 @@ impl StreamTask {
                 InvalidTimestampPolicy::Fail | InvalidTimestampPolicy::UsePartitionTime => {
                     return Err(StreamsError::InvalidTimestamp {
                         node: self.rt.nodes[node].name.clone(),
-                        topic,
+                        topic: topic.to_string(),
                         partition,
                         offset,
                         timestamp: record.timestamp,
@@ -641,13 +641,9 @@ impl StreamTask {
         let shared = &mut self.rt.shared;
         shared.stream_time = shared.stream_time.max(record.timestamp);
         shared.timestamp.store(record.timestamp, Ordering::Relaxed);
-        shared.current = Some(RecordMetadata {
-            topic: topic.clone(),
-            partition,
-            offset,
-        });
+        shared.enter_record(&topic, partition, offset);
         let result = Exec::at(&mut self.rt, node).forward(record, None);
-        self.rt.shared.current = None;
+        self.rt.shared.leave_record();
         self.metrics.dropped_late = self.rt.shared.dropped_late;
         self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;
         if let Err(e) = result {
@@ -736,7 +732,7 @@ impl StreamTask {
         }
         let due = self.rt.shared.punctuators.take_due(kind, now);
         for (id, node) in &due {
-            self.rt.shared.current = None;
+            self.rt.shared.leave_record();
             self.rt.shared.timestamp.store(now, Ordering::Relaxed);
             let result =
                 Exec::with_processor(&mut self.rt, *node, |p, exec| p.punctuate(*id, now, exec));
@@ -777,8 +773,8 @@ impl StreamTask {
     }
 
     /// Input offsets to commit: the next offset of each partition read since the task started.
-    pub(crate) fn committable_offsets(&self) -> &BTreeMap<(String, i32), i64> {
-        &self.consumed
+    pub(crate) fn committable_offsets(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.queues.consumed()
     }
 
     /// Whether a processor asked for a commit.

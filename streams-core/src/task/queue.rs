@@ -6,16 +6,20 @@
 //! timestamps; a custom timestamp extractor sets event time after the choice.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::record::RawRecord;
 
 #[derive(Debug)]
 pub(crate) struct PartitionQueue {
-    pub(crate) topic: String,
+    /// Shared with every record taken from here (no copy per record).
+    pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
     records: VecDeque<RawRecord>,
     /// The largest timestamp taken from this partition so far.
     pub(crate) partition_time: i64,
+    /// The offset after the last record taken, once one was.
+    consumed: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -29,15 +33,16 @@ impl PartitionGroup {
         let idx = match self
             .queues
             .iter()
-            .position(|q| q.partition == partition && q.topic == topic)
+            .position(|q| q.partition == partition && &*q.topic == topic)
         {
             Some(i) => i,
             None => {
                 self.queues.push(PartitionQueue {
-                    topic: topic.to_owned(),
+                    topic: Arc::from(topic),
                     partition,
                     records: VecDeque::new(),
                     partition_time: i64::MIN,
+                    consumed: None,
                 });
                 self.queues.len() - 1
             }
@@ -60,8 +65,9 @@ impl PartitionGroup {
     }
 
     /// Takes the next record: the lowest head timestamp across partitions. Returns the queue's
-    /// topic, partition and partition time (before this record) with it.
-    pub(crate) fn next(&mut self) -> Option<(String, i32, i64, RawRecord)> {
+    /// topic, partition and partition time (before this record) with it; the partition's
+    /// consumed offset moves past it.
+    pub(crate) fn next(&mut self) -> Option<(Arc<str>, i32, i64, RawRecord)> {
         let idx = self
             .queues
             .iter()
@@ -74,7 +80,15 @@ impl PartitionGroup {
         self.buffered -= 1;
         let partition_time = queue.partition_time;
         queue.partition_time = queue.partition_time.max(record.timestamp);
+        queue.consumed = Some(record.offset + 1);
         Some((queue.topic.clone(), queue.partition, partition_time, record))
+    }
+
+    /// The next offset of each partition a record was taken from.
+    pub(crate) fn consumed(&self) -> impl Iterator<Item = (&str, i32, i64)> {
+        self.queues
+            .iter()
+            .filter_map(|q| q.consumed.map(|o| (&*q.topic, q.partition, o)))
     }
 
     /// Sets the time of a partition (from what was committed), creating its queue.
@@ -87,7 +101,7 @@ impl PartitionGroup {
     pub(crate) fn partition_time(&self, topic: &str, partition: i32) -> Option<i64> {
         self.queues
             .iter()
-            .find(|q| q.partition == partition && q.topic == topic)
+            .find(|q| q.partition == partition && &*q.topic == topic)
             .map(|q| q.partition_time)
     }
 
@@ -127,7 +141,7 @@ mod tests {
         g.add("a", 0, vec![raw(0, 5), raw(1, 1)]);
         g.add("b", 0, vec![raw(0, 3), raw(1, 9)]);
         let order: Vec<(String, i64)> =
-            std::iter::from_fn(|| g.next().map(|(t, _, _, r)| (t, r.offset))).collect();
+            std::iter::from_fn(|| g.next().map(|(t, _, _, r)| (t.to_string(), r.offset))).collect();
         // Heads 5 vs 3 -> b0; heads 5 vs 9 -> a0; then a1 (1) before b1 (9).
         assert_eq!(
             order,
@@ -139,5 +153,8 @@ mod tests {
             ]
         );
         assert_eq!(g.buffered(), 0);
+        let mut consumed: Vec<_> = g.consumed().collect();
+        consumed.sort();
+        assert_eq!(consumed, vec![("a", 0, 2), ("b", 0, 2)]);
     }
 }

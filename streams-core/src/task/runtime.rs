@@ -193,7 +193,10 @@ pub(crate) struct TaskShared {
     pub(crate) application_id: Arc<str>,
     pub(crate) stream_time: i64,
     pub(crate) wall_clock_ms: i64,
-    pub(crate) current: Option<RecordMetadata>,
+    /// The input record being processed (while `in_record`); kept between records so that its
+    /// topic name is not allocated again for each one.
+    pub(super) current: Option<RecordMetadata>,
+    pub(super) in_record: bool,
     pub(crate) stores: HashMap<String, StoreHandle>,
     /// The global stores, which the task reads but neither flushes, commits nor closes.
     pub(crate) globals: GlobalStores,
@@ -205,6 +208,36 @@ pub(crate) struct TaskShared {
     /// Records (per window) that windowed operators dropped because their window had closed.
     pub(crate) dropped_late: u64,
     pub(crate) dropped_null_key: u64,
+}
+
+impl TaskShared {
+    /// The input record being processed, if any (none during punctuation).
+    pub(crate) fn current(&self) -> Option<&RecordMetadata> {
+        self.current.as_ref().filter(|_| self.in_record)
+    }
+
+    /// Processing of the input record at `offset` of `topic`-`partition` begins.
+    pub(crate) fn enter_record(&mut self, topic: &str, partition: i32, offset: i64) {
+        match &mut self.current {
+            Some(m) if m.topic == topic => {
+                m.partition = partition;
+                m.offset = offset;
+            }
+            other => {
+                *other = Some(RecordMetadata {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset,
+                })
+            }
+        }
+        self.in_record = true;
+    }
+
+    /// Processing of the input record ended.
+    pub(crate) fn leave_record(&mut self) {
+        self.in_record = false;
+    }
 }
 
 pub(crate) struct TaskRuntime {

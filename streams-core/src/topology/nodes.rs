@@ -387,7 +387,7 @@ where
             value: value.as_deref(),
             timestamp: record.timestamp,
             headers: &record.headers,
-            source: exec.rt.shared.current.as_ref(),
+            source: exec.rt.shared.current(),
         })?;
         Ok(())
     }

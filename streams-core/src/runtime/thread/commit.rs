@@ -85,12 +85,12 @@ impl ThreadCore {
         let mut tpl = TopicPartitionList::new();
         for id in &self.running {
             if let Some(task) = self.tasks.get(id) {
-                for ((topic, partition), offset) in task.committable_offsets() {
-                    tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                for (topic, partition, offset) in task.committable_offsets() {
+                    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
                         .map_err(|e| StreamsError::kafka("building offsets to commit", e))?;
                     if let (Some(time), Some(mut elem)) = (
-                        task.partition_time(topic, *partition),
-                        tpl.find_partition(topic, *partition),
+                        task.partition_time(topic, partition),
+                        tpl.find_partition(topic, partition),
                     ) {
                         elem.set_metadata(encode_partition_time(time));
                     }

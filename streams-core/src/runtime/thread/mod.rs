@@ -551,6 +551,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         state_dir: setup.state_dir.clone(),
         rocksdb: setup.rocksdb.clone(),
         cache: setup.cache.clone(),
+        store_latencies: config.store_latencies,
         deserialization: config.deserialization.clone(),
         processing: config.processing.clone(),
         dead_letter,
