@@ -23,9 +23,12 @@ mod workers;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use measure::{caught_up, create_topic, first_append_ms, now_ms, produce, produce_at, Measured};
+use measure::{
+    caught_up, create_topic, delete_topics, first_append_ms, now_ms, produce, produce_at, Measured,
+};
 use report::{Case, RestoreRun, Run};
 
+#[derive(Clone)]
 struct Settings {
     bootstrap: String,
     java_cp: String,
@@ -327,7 +330,10 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
             eprintln!("{} (run {rep}) {line}", spec.name);
         }
     }
-    let Some(first) = first_append_ms(&s.bootstrap, &output, s.partitions) else {
+    let first = first_append_ms(&s.bootstrap, &output, s.partitions);
+    // The case's output and internal topics are not needed again.
+    delete_topics(&s.bootstrap, &[&output, &app]);
+    let Some(first) = first else {
         eprintln!(
             "{} (run {rep}): no output; its log: {}",
             spec.name,
@@ -498,6 +504,9 @@ fn main() {
 }
 
 fn harness(s: &Settings) {
+    if std::env::var("KSTREAMS_BENCH_SCALING").as_deref() == Ok("1") {
+        return scaling(s);
+    }
     let started = Instant::now();
     let stamp = s.run;
     let (lines_topic, records_topic, events_topic, empty_topic) = (
@@ -653,6 +662,99 @@ fn harness(s: &Settings) {
     let date = chrono_date();
     std::fs::create_dir_all(&s.results_dir).expect("results dir");
     let path = s.results_dir.join(format!("{date}-compare.md"));
+    std::fs::write(&path, &results).expect("write results");
+    eprintln!(
+        "results written to {} ({:.0} s in all)",
+        path.display(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The scaling study (`KSTREAMS_BENCH_SCALING=1 scripts/bench.sh`): word count throughput and
+/// peak RSS against stream threads (1 and 2, over the word-count lines) and against distinct keys
+/// (one key per input record, `KSTREAMS_BENCH_SCALING_KEYS`, by default 10 000, 1 000 000 and
+/// 10 000 000 keys over at least 2 000 000 records, so that the largest state outgrows both the
+/// record cache and RocksDB's memory budget), kstreams beside Kafka Streams, at_least_once,
+/// `KSTREAMS_BENCH_SCALING_REPS` runs each (1). Written to `<date>-scaling.md`.
+fn scaling(s: &Settings) {
+    let started = Instant::now();
+    let reps: usize = env_or("KSTREAMS_BENCH_SCALING_REPS", 1);
+    let min_records: u64 = env_or("KSTREAMS_BENCH_SCALING_RECORDS", 2_000_000);
+    let keys: Vec<u64> = std::env::var("KSTREAMS_BENCH_SCALING_KEYS")
+        .unwrap_or_else(|_| "10000,1000000,10000000".into())
+        .split(',')
+        .filter_map(|k| k.trim().parse().ok())
+        .collect();
+    let spec = |imp: Impl, name: String| Spec {
+        name,
+        baseline: None,
+        imp,
+        mode: "wordcount",
+        guarantee: "at_least_once",
+    };
+    let both = |s: &Settings, label: &str, input: &str, inputs: u64| {
+        let mut pair = Vec::new();
+        for (imp, who) in [(Impl::Kstreams, "kstreams"), (Impl::Java, "Kafka Streams")] {
+            let spec = spec(imp, format!("{who} scaling {label}"));
+            let runs: Vec<Run> = (0..reps)
+                .filter_map(|rep| run_case(s, &spec, rep, input, inputs))
+                .inspect(|r| {
+                    eprintln!(
+                        "{}: {:.0} records/s, {:.1} MiB",
+                        spec.name, r.records_per_sec, r.peak_rss_mib
+                    )
+                })
+                .collect();
+            pair.push(runs);
+        }
+        let java = pair.pop().unwrap_or_default();
+        let ours = pair.pop().unwrap_or_default();
+        (label.to_owned(), ours, java)
+    };
+    let mut rows = Vec::new();
+    let lines_topic = format!("bench-lines-{}", s.run);
+    create_topic(&s.bootstrap, &lines_topic, s.partitions, &[]);
+    produce(&s.bootstrap, &lines_topic, s.lines, |i| {
+        (None, Some(line(i)))
+    });
+    for threads in [1, 2] {
+        let s = Settings {
+            threads,
+            ..s.clone()
+        };
+        let label = format!(
+            "{} lines (20 000 words), {threads} stream thread{}",
+            s.lines,
+            if threads == 1 { "" } else { "s" }
+        );
+        rows.push(both(&s, &label, &lines_topic, s.lines));
+    }
+    for &k in &keys {
+        let records = k.max(min_records);
+        let topic = format!("bench-keys-{k}-{}", s.run);
+        create_topic(&s.bootstrap, &topic, s.partitions, &[]);
+        produce(&s.bootstrap, &topic, records, |i| {
+            (None, Some(format!("key{}", i % k).into_bytes()))
+        });
+        let label = format!(
+            "{k} distinct keys ({records} records, one key each), {} stream threads",
+            s.threads
+        );
+        rows.push(both(s, &label, &topic, records));
+        delete_topics(&s.bootstrap, &[&topic]);
+    }
+    let results = format!(
+        "{}\n## Scaling: word count, at_least_once\n\n{}\nThroughput ratio: kstreams' records/s over Kafka Streams'; RSS ratio: kstreams' peak RSS as a fraction of Kafka Streams'. Medians of {reps} run(s).\n",
+        header(s, 0)
+            .lines()
+            .filter(|l| !l.starts_with("- input") && !l.starts_with("- repetitions"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        report::scaling_table(&rows),
+    );
+    println!("{results}");
+    std::fs::create_dir_all(&s.results_dir).expect("results dir");
+    let path = s.results_dir.join(format!("{}-scaling.md", chrono_date()));
     std::fs::write(&path, &results).expect("write results");
     eprintln!(
         "results written to {} ({:.0} s in all)",

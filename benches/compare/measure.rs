@@ -122,6 +122,37 @@ pub fn admin(bootstrap: &str) -> AdminClient<DefaultClientContext> {
 }
 
 /// Creates `topic`; `log_append` stamps records with the broker's clock on arrival.
+/// Deletes every topic named `prefix` or starting with `prefix-` (a case's output, or an
+/// application's internal topics), so that a full run does not pile up tens of GB on the broker.
+pub fn delete_topics(bootstrap: &str, prefixes: &[&str]) {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("consumer");
+    let Ok(md) = consumer.fetch_metadata(None, Duration::from_secs(10)) else {
+        eprintln!("listing topics to delete failed; leaving them");
+        return;
+    };
+    let doomed: Vec<String> = md
+        .topics()
+        .iter()
+        .map(|t| t.name().to_owned())
+        .filter(|n| {
+            prefixes
+                .iter()
+                .any(|p| n == p || n.starts_with(&format!("{p}-")))
+        })
+        .collect();
+    if doomed.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = doomed.iter().map(String::as_str).collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    if let Err(e) = futures::executor::block_on(admin(bootstrap).delete_topics(&names, &options)) {
+        eprintln!("deleting {names:?}: {e}");
+    }
+}
+
 pub fn create_topic(bootstrap: &str, topic: &str, partitions: i32, config: &[(&str, &str)]) {
     let admin = admin(bootstrap);
     let new = config.iter().fold(

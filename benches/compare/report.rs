@@ -146,3 +146,20 @@ pub fn restore_table(cases: &[(String, Vec<RestoreRun>)]) -> String {
     }
     out
 }
+
+/// The scaling table: per row, kstreams' and Kafka Streams' throughput and peak RSS.
+pub fn scaling_table(rows: &[(String, Vec<Run>, Vec<Run>)]) -> String {
+    let mut out = String::from("| case | kstreams records/s | kstreams peak RSS MiB | Kafka Streams records/s | Kafka Streams peak RSS MiB | throughput ratio | RSS ratio |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    for (name, ours, theirs) in rows {
+        out.push_str(&format!(
+            "| {name} | {} | {} | {} | {} | {} | {} |\n",
+            cell(ours, |r| r.records_per_sec),
+            cell(ours, |r| r.peak_rss_mib),
+            cell(theirs, |r| r.records_per_sec),
+            cell(theirs, |r| r.peak_rss_mib),
+            ratio(ours, theirs, |r| r.records_per_sec, true),
+            ratio(ours, theirs, |r| r.peak_rss_mib, false),
+        ));
+    }
+    out
+}
