@@ -744,7 +744,7 @@ fn scaling(s: &Settings) {
         delete_topics(&s.bootstrap, &[&topic]);
     }
     let results = format!(
-        "{}\n## Scaling: word count, at_least_once\n\n{}\nThroughput ratio: kstreams' records/s over Kafka Streams'; RSS ratio: kstreams' peak RSS as a fraction of Kafka Streams'. Medians of {reps} run(s).\n",
+        "{}\n\n## Scaling: word count, at_least_once\n\n{}\nThroughput ratio: kstreams' records/s over Kafka Streams'; RSS ratio: kstreams' peak RSS as a fraction of Kafka Streams'. Medians of {reps} run(s).\n",
         header(s, 0)
             .lines()
             .filter(|l| !l.starts_with("- input") && !l.starts_with("- repetitions"))
