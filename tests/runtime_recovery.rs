@@ -87,6 +87,14 @@ fn committed_offset(kafka: &EmbeddedKafka, group: &str, topic: &str) -> Option<i
     }
 }
 
+/// A thread metric summed over the instance's stream threads.
+fn thread_total(
+    streams: &KafkaStreams,
+    metric: impl Fn(&kstreams::streams_core::runtime::ThreadMetrics) -> u64,
+) -> u64 {
+    streams.metrics().threads.iter().map(metric).sum()
+}
+
 fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
@@ -242,13 +250,7 @@ fn the_processing_handler_can_skip_a_record_whose_processor_panicked() {
             .collect::<Vec<_>>()
     );
     wait_for("the skip to be counted", Duration::from_secs(10), || {
-        a.streams
-            .metrics()
-            .threads
-            .iter()
-            .map(|t| t.processing_skipped)
-            .sum::<u64>()
-            == 1
+        thread_total(&a.streams, |t| t.processing_skipped) == 1
     });
     assert!(a.streams.error().is_none());
     assert!(a.streams.close(Duration::from_secs(30)));
@@ -316,13 +318,7 @@ fn survives(inject: impl FnOnce(&EmbeddedKafka)) -> u64 {
     let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
     assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
-    let recoveries = a
-        .streams
-        .metrics()
-        .threads
-        .iter()
-        .map(|t| t.recoveries)
-        .sum();
+    let recoveries = thread_total(&a.streams, |t| t.recoveries);
     assert!(a.streams.close(Duration::from_secs(30)));
     assert_eq!(
         a.streams.state(),
@@ -433,15 +429,7 @@ fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
     wait_for(
         "the given-up commit to be counted as a recovery",
         Duration::from_secs(60),
-        || {
-            a.streams
-                .metrics()
-                .threads
-                .iter()
-                .map(|t| t.recoveries)
-                .sum::<u64>()
-                >= 1
-        },
+        || thread_total(&a.streams, |t| t.recoveries) >= 1,
     );
     assert!(a.streams.close(Duration::from_secs(30)));
     assert_eq!(
