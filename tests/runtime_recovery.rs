@@ -95,6 +95,12 @@ fn thread_total(
     streams.metrics().threads.iter().map(metric).sum()
 }
 
+/// Closes `streams` and checks that it ended NotRunning (the error, if any, in the message).
+fn close_cleanly(streams: &KafkaStreams) {
+    assert!(streams.close(Duration::from_secs(30)));
+    assert_eq!(streams.state(), State::NotRunning, "{:?}", streams.error());
+}
+
 fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !condition() {
@@ -319,13 +325,7 @@ fn survives(inject: impl FnOnce(&EmbeddedKafka)) -> u64 {
     assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     let recoveries = thread_total(&a.streams, |t| t.recoveries);
-    assert!(a.streams.close(Duration::from_secs(30)));
-    assert_eq!(
-        a.streams.state(),
-        State::NotRunning,
-        "{:?}",
-        a.streams.error()
-    );
+    close_cleanly(&a.streams);
     recoveries
 }
 
@@ -431,13 +431,7 @@ fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
         Duration::from_secs(60),
         || thread_total(&a.streams, |t| t.recoveries) >= 1,
     );
-    assert!(a.streams.close(Duration::from_secs(30)));
-    assert_eq!(
-        a.streams.state(),
-        State::NotRunning,
-        "{:?}",
-        a.streams.error()
-    );
+    close_cleanly(&a.streams);
 }
 
 #[test]

@@ -147,6 +147,8 @@ pub(crate) struct RecordCache {
     free: Vec<usize>,
     /// The keys in order, for range queries.
     ordered: BTreeSet<Arc<[u8]>>,
+    /// The key a vacated slot holds until reused (shared: vacating allocates nothing).
+    no_key: Arc<[u8]>,
     lru: List,
     dirty: List,
     dirty_count: usize,
@@ -161,6 +163,7 @@ impl RecordCache {
             slots: Vec::new(),
             free: Vec::new(),
             ordered: BTreeSet::new(),
+            no_key: Arc::from(&[][..]),
             lru: EMPTY,
             dirty: EMPTY,
             dirty_count: 0,
@@ -281,7 +284,7 @@ impl RecordCache {
             self.dirty_count -= 1;
         }
         let vacated = Slot {
-            key: Arc::from(&[][..]),
+            key: self.no_key.clone(),
             entry: CacheEntry {
                 value: None,
                 dirty: false,

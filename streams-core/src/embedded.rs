@@ -42,11 +42,6 @@ enum Request {
         partitions: i32,
         reply: mpsc::Sender<Result<()>>,
     },
-    FailRequests {
-        api: RDKafkaApiKey,
-        errors: Vec<RDKafkaRespErr>,
-        reply: mpsc::Sender<()>,
-    },
     /// Another operation on the cluster (broker state, coordinators), described for errors.
     Operate {
         what: String,
@@ -147,10 +142,6 @@ impl EmbeddedKafka {
                             });
                             let _ = reply.send(result);
                         }
-                        Request::FailRequests { api, errors, reply } => {
-                            cluster.request_errors(api, &errors);
-                            let _ = reply.send(());
-                        }
                         Request::Operate { what, op, reply } => {
                             let result = op(&cluster)
                                 .map_err(|e| StreamsError::Embedded(format!("{what}: {e}")));
@@ -202,17 +193,11 @@ impl EmbeddedKafka {
     ///     .unwrap();
     /// ```
     pub fn fail_requests(&self, api: RDKafkaApiKey, errors: &[RDKafkaRespErr]) -> Result<()> {
-        let (reply, done) = mpsc::channel();
-        self.admin
-            .requests
-            .send(Request::FailRequests {
-                api,
-                errors: errors.to_vec(),
-                reply,
-            })
-            .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))?;
-        done.recv()
-            .map_err(|_| StreamsError::Embedded("the embedded cluster is shut down".into()))
+        let errors = errors.to_vec();
+        self.operate(format!("failing {api:?} requests"), move |c| {
+            c.request_errors(api, &errors);
+            Ok(())
+        })
     }
 
     /// Fault injection for tests: broker `id` (1-based) drops its connections and refuses new
