@@ -283,3 +283,106 @@ fn a_second_process_cannot_open_a_locked_task() {
         "the lock is released with its owner"
     );
 }
+
+const KILL_ENV: &str = "KSTREAMS_RESTORE_KILL_DIR";
+const RESTORED: i64 = 20_000;
+
+fn restored_record(offset: i64) -> ChangelogRecord {
+    ChangelogRecord {
+        offset,
+        key: format!("key-{}", offset % 7_000).into_bytes(),
+        value: (offset % 11 != 0).then(|| offset.to_be_bytes().to_vec()),
+    }
+}
+
+/// What the changelog of [`RESTORED`] records leaves in a store.
+fn restored_oracle() -> BTreeMap<Vec<u8>, Vec<u8>> {
+    let mut oracle = BTreeMap::new();
+    for offset in 0..RESTORED {
+        let r = restored_record(offset);
+        match r.value {
+            Some(v) => oracle.insert(r.key, v),
+            None => oracle.remove(&r.key),
+        };
+    }
+    oracle
+}
+
+/// Run as a child process by the test below: restores the changelog into a RocksDB store (whose
+/// restored writes skip the WAL), then, as `KSTREAMS_RESTORE_KILL_STEP` says, commits or not,
+/// and dies without closing anything, as under SIGKILL.
+#[test]
+fn restore_kill_child() {
+    let Ok(dir) = std::env::var(KILL_ENV) else {
+        return; // only meaningful as the child of the test below
+    };
+    let step = std::env::var("KSTREAMS_RESTORE_KILL_STEP").unwrap_or_default();
+    let memory = RocksDbMemory::new(32 << 20).expect("budget");
+    let mut store = StoreBuilder::rocksdb("counts", &dir, &memory)
+        .build_key_value()
+        .expect("open store");
+    let records: Vec<ChangelogRecord> = (0..RESTORED).map(restored_record).collect();
+    for batch in records.chunks(2_000) {
+        store.restore_batch(batch).expect("restore");
+    }
+    match step.as_str() {
+        // Restoration finished (its flush only started), and the process died before any commit.
+        "complete" => store.restore_complete().expect("complete"),
+        // Restoration finished, and the first commit recorded the offset.
+        "complete-commit" => {
+            store.restore_complete().expect("complete");
+            store.commit(Some(RESTORED)).expect("commit");
+        }
+        // A revoked task's clean close commits what it restored, without completing.
+        "commit" => store.commit(Some(RESTORED)).expect("commit"),
+        other => panic!("unknown step {other}"),
+    }
+    println!("CHILD: {step} done");
+    std::process::abort();
+}
+
+/// A store killed after restoring either recorded no offset (and restores again from the
+/// start) or holds every record up to the offset it recorded: a commit never records an offset
+/// past restored records that are not on disk yet.
+#[test]
+fn a_kill_after_restoring_never_leaves_an_offset_past_lost_records() {
+    let oracle = restored_oracle();
+    for step in ["complete", "complete-commit", "commit"] {
+        let root = tempfile::tempdir().expect("tempdir");
+        let path = root.path().join("counts");
+        let out = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "restore_kill_child",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(KILL_ENV, &path)
+            .env("KSTREAMS_RESTORE_KILL_STEP", step)
+            .output()
+            .expect("run child");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains(&format!("CHILD: {step} done")) && !out.status.success(),
+            "the child ran to its kill ({step}): {stdout} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let memory = RocksDbMemory::new(32 << 20).expect("budget");
+        let mut store = StoreBuilder::rocksdb("counts", &path, &memory)
+            .build_key_value()
+            .expect("reopen");
+        match store.committed_offset().expect("offset") {
+            None => {
+                assert_eq!(
+                    step, "complete",
+                    "a commit that returned recorded its offset"
+                );
+                let records: Vec<ChangelogRecord> = (0..RESTORED).map(restored_record).collect();
+                store.restore_batch(&records).expect("restore again");
+                store.restore_complete().expect("complete");
+            }
+            Some(offset) => assert_eq!(offset, RESTORED, "{step}"),
+        }
+        assert_eq!(contents(store.as_ref()), oracle, "after {step}");
+    }
+}

@@ -11,8 +11,8 @@ use std::path::PathBuf;
 use rocksdb::{ColumnFamily, Direction, IteratorMode, ReadOptions, WriteBatch, DB};
 
 use super::{
-    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, write_options,
-    Reservation, RocksDbMemory, OFFSET_KEY,
+    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, start_flush,
+    write_options, Reservation, RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
 use crate::overlay::{MergeIter, Overlay};
@@ -195,10 +195,10 @@ impl StateStore for RocksDbKeyValueStore {
             .map_err(|e| self.err(e))
     }
     fn restore_complete(&mut self) -> Result<()> {
-        // Restored writes skipped the WAL: persist them in SST files.
-        self.db()?.flush().map_err(|e| self.err(e))?;
-        self.restored_unflushed = false;
-        Ok(())
+        // Restored writes skipped the WAL: they must be in SST files before a commit records
+        // an offset past them. Start writing them now, in the background, and let the task run:
+        // the next commit waits for the flush to end.
+        start_flush(self.db()?, []).map_err(|e| self.err(e))
     }
     fn prepare_commit(&mut self) -> Result<()> {
         let pending = self.pending.take();
@@ -207,7 +207,8 @@ impl StateStore for RocksDbKeyValueStore {
     }
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {
         if self.restored_unflushed {
-            self.restore_complete()?;
+            self.db()?.flush().map_err(|e| self.err(e))?;
+            self.restored_unflushed = false;
         }
         if self.sealed.is_empty() && (changelog_offset.is_none() || changelog_offset == self.offset)
         {

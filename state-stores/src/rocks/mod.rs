@@ -283,6 +283,22 @@ pub(crate) fn restore_write_options() -> WriteOptions {
     options
 }
 
+/// Starts flushing `db`'s memtables (the default column family and `families`) to SST files in
+/// the background, without waiting. A later [`rocksdb::DB::flush`] (or `flush_cf`) waits for these too:
+/// RocksDB flushes a column family's memtables in order.
+pub(crate) fn start_flush<'a>(
+    db: &rocksdb::DB,
+    families: impl IntoIterator<Item = &'a rocksdb::ColumnFamily>,
+) -> std::result::Result<(), rocksdb::Error> {
+    let mut options = rocksdb::FlushOptions::default();
+    options.set_wait(false);
+    db.flush_opt(&options)?;
+    for cf in families {
+        db.flush_cf_opt(cf, &options)?;
+    }
+    Ok(())
+}
+
 /// Wraps a RocksDB error with the store and its directory.
 pub(crate) fn rocks_error(store: &str, path: &Path, source: rocksdb::Error) -> StoreError {
     StoreError::RocksDb {

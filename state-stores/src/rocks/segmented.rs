@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use rocksdb::{ColumnFamily, Direction, IteratorMode, Options, ReadOptions, WriteBatch, DB};
 
 use super::{
-    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, write_options,
-    Reservation, RocksDbMemory, OFFSET_KEY,
+    decode_offset, drop_uncommitted, ensure_dir, restore_write_options, rocks_error, start_flush,
+    write_options, Reservation, RocksDbMemory, OFFSET_KEY,
 };
 use crate::error::{Result, StoreError};
 use crate::keys;
@@ -387,6 +387,19 @@ impl Segments {
         self.db()?.flush_wal(true).map_err(|e| self.err(e))
     }
 
+    /// Starts writing restored records to SST files in the background; the next commit waits
+    /// for them ([`Self::flush_memtables`]) before it records an offset past them.
+    fn start_flush(&mut self) -> Result<()> {
+        self.persist_observed()?;
+        let db = self.db()?;
+        let families = self
+            .live
+            .iter()
+            .map(|id| self.handle(*id))
+            .collect::<Result<Vec<_>>>()?;
+        start_flush(db, families).map_err(|e| self.err(e))
+    }
+
     fn flush_memtables(&mut self) -> Result<()> {
         self.persist_observed()?;
         let db = self.db()?;
@@ -570,7 +583,7 @@ macro_rules! segmented_store {
                 self.segments.restore(records, $kind)
             }
             fn restore_complete(&mut self) -> Result<()> {
-                self.segments.flush_memtables()
+                self.segments.start_flush()
             }
             fn prepare_commit(&mut self) -> Result<()> {
                 self.segments.prepare_commit();

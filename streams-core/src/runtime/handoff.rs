@@ -20,8 +20,19 @@ use std::time::{Duration, Instant};
 
 /// When siblings ask again after a change: a joining member's first heartbeat, or a releasing
 /// member's acknowledgement, reaches the coordinator a few milliseconds after the thread
-/// reported it; the later ask covers a slow one.
-const NUDGE_AFTER: [Duration; 2] = [Duration::from_millis(250), Duration::from_millis(1500)];
+/// reported it; the later asks cover a slow one. Each ask is one heartbeat, so asking early
+/// costs little, and every step of a start-up hand-off waits for one.
+const NUDGE_AFTER: [Duration; 6] = [
+    Duration::from_millis(40),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+    Duration::from_millis(800),
+    Duration::from_millis(1500),
+];
+
+/// The longest poll while a hand-off is under way; see [`Handoffs::poll_cap`].
+const HANDOFF_POLL: Duration = Duration::from_millis(10);
 
 /// When a thread that has just joined asks for partitions other instances may have released.
 const ASK_AFTER_JOIN: [Duration; 4] = [
@@ -70,6 +81,13 @@ impl Handoffs {
             let now = Instant::now();
             self.due.extend(ASK_AFTER_JOIN.iter().map(|d| now + *d));
         }
+    }
+
+    /// The longest this thread may block in a poll: while asks are scheduled (a hand-off is
+    /// under way), short, so that a sibling's change is seen and each ask goes out on time
+    /// rather than a whole idle poll late.
+    pub(crate) fn poll_cap(&self) -> Option<Duration> {
+        (self.enabled && !self.due.is_empty()).then_some(HANDOFF_POLL)
     }
 
     /// Whether this thread should ask the coordinator for its assignment now.

@@ -47,6 +47,21 @@ struct Restoring {
     restored: u64,
 }
 
+/// The records one [`ChangelogReader::step`] read from one changelog partition.
+struct Batch {
+    key: (String, i32),
+    /// The partition's end offset and next offset to apply when the step began.
+    end: i64,
+    position: i64,
+    records: Vec<ChangelogRecord>,
+}
+
+impl Batch {
+    fn is(&self, topic: &str, partition: i32) -> bool {
+        self.key.1 == partition && self.key.0 == topic
+    }
+}
+
 /// Where a task's changelogs end once restored; checkpoints start from here.
 pub(crate) type RestoredOffsets = BTreeMap<(String, i32), i64>;
 
@@ -385,23 +400,47 @@ impl ChangelogReader {
         }
         self.assign_settled()?;
         let started = Instant::now();
-        let mut batches: HashMap<(String, i32), Vec<ChangelogRecord>> = HashMap::new();
+        // The partitions read in this step, with their records. Records arrive in runs of one
+        // partition, and a thread restores a handful of partitions: a short list searched from
+        // the last hit finds each record's partition without building or hashing a key.
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut last = 0;
         let mut read = 0;
         let mut timeout = Duration::from_millis(10);
         while read < budget {
             match self.consumer.poll(timeout) {
                 Some(Ok(m)) => {
-                    let key = (m.topic().to_owned(), m.partition());
-                    let Some(r) = self.active.get(&key) else {
-                        continue; // a partition just removed
+                    let (topic, partition) = (m.topic(), m.partition());
+                    let found = batches
+                        .get(last)
+                        .filter(|b| b.is(topic, partition))
+                        .map(|_| last)
+                        .or_else(|| batches.iter().position(|b| b.is(topic, partition)));
+                    last = match found {
+                        Some(i) => i,
+                        None => {
+                            let key = (topic.to_owned(), partition);
+                            let Some(r) = self.active.get(&key) else {
+                                continue; // a partition just removed
+                            };
+                            let (end, position) = (r.end, r.position);
+                            batches.push(Batch {
+                                key,
+                                end,
+                                position,
+                                records: Vec::new(),
+                            });
+                            batches.len() - 1
+                        }
                     };
-                    if m.offset() >= r.end {
+                    let batch = &mut batches[last];
+                    if m.offset() >= batch.end {
                         continue; // written after restoration began: the task's own writes
                     }
-                    if m.offset() < r.position {
+                    if m.offset() < batch.position {
                         continue; // fetched for an earlier assignment of this partition
                     }
-                    batches.entry(key).or_default().push(ChangelogRecord {
+                    batch.records.push(ChangelogRecord {
                         offset: m.offset(),
                         key: m.key().map(<[u8]>::to_vec).unwrap_or_default(),
                         value: m.payload().map(<[u8]>::to_vec),
@@ -417,8 +456,11 @@ impl ChangelogReader {
                 None => break,
             }
         }
-        for (key, batch) in batches {
+        for Batch { key, records, .. } in batches {
             let Some(r) = self.active.get_mut(&key) else {
+                continue;
+            };
+            let Some(last) = records.last().map(|l| l.offset) else {
                 continue;
             };
             let task = tasks.get_mut(&r.task).ok_or_else(|| {
@@ -427,12 +469,10 @@ impl ChangelogReader {
                     key.0, key.1
                 ))
             })?;
-            task.restore(&r.store, &batch)?;
-            r.restored += batch.len() as u64;
-            self.restored_records += batch.len() as u64;
-            if let Some(last) = batch.last() {
-                r.position = last.offset + 1;
-            }
+            task.restore(&r.store, &records)?;
+            r.restored += records.len() as u64;
+            self.restored_records += records.len() as u64;
+            r.position = last + 1;
         }
         // The consumer's position also passes offsets that carry no record (transaction markers).
         if let Ok(positions) = self.consumer.position() {

@@ -642,7 +642,9 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 } else if c.in_flight.is_some() {
                     IN_FLIGHT_POLL.min(poll_idle)
                 } else {
-                    poll_idle
+                    c.handoffs
+                        .poll_cap()
+                        .map_or(poll_idle, |cap| cap.min(poll_idle))
                 };
                 (timeout, c.wants_records())
             };
