@@ -429,8 +429,11 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
         mode: "restore",
         guarantee: "at_least_once",
     };
-    let (process, seconds, restored) = start_until_running(s, &spec, input, &output, &state)?;
-    let usage = process.stop();
+    let started = start_until_running(s, &spec, input, &output, &state);
+    let stopped = started.map(|(process, seconds, restored)| (process.stop(), seconds, restored));
+    // Its changelog, repartition and output topics are not needed again.
+    delete_topics(&s.bootstrap, &[&spec.name, &output]);
+    let (usage, seconds, restored) = stopped?;
     let _ = std::fs::remove_dir_all(&state);
     Some(RestoreRun {
         seconds,
@@ -469,8 +472,10 @@ fn run_crash_restart(
         restored,
         peak_rss_mib: usage.peak_rss_kb as f64 / 1024.0,
     };
-    let (second, seconds, restored) = start_until_running(s, &spec, input, &output, &state)?;
-    let usage = second.stop();
+    let restarted = start_until_running(s, &spec, input, &output, &state);
+    let stopped = restarted.map(|(process, seconds, restored)| (process.stop(), seconds, restored));
+    delete_topics(&s.bootstrap, &[&spec.name, &output]);
+    let (usage, seconds, restored) = stopped?;
     let _ = std::fs::remove_dir_all(&state);
     Some((
         full,
@@ -659,6 +664,11 @@ fn harness(s: &Settings) {
         report::restore_table(&restores)
     );
     println!("{results}");
+    // The preloaded inputs, so a broker kept between runs does not fill the disk.
+    delete_topics(
+        &s.bootstrap,
+        &[&lines_topic, &records_topic, &events_topic, &empty_topic],
+    );
     let date = chrono_date();
     std::fs::create_dir_all(&s.results_dir).expect("results dir");
     let path = s.results_dir.join(format!("{date}-compare.md"));

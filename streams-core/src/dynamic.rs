@@ -1,50 +1,48 @@
-//! Type erasure inside a task: records travel between processors as boxed values whose types the
-//! topology checked when it was built, and are downcast back at each processor.
-//!
-//! Values must be `Clone` so a record can be handed to several children (the last child gets the
-//! original, the others clones).
+//! Type erasure inside a task. A record travels between processors in a typed slot,
+//! `Option<Record<K, V>>`, on the forwarding code's stack; each child borrows it as
+//! `&mut dyn RecordSlot` and takes the record out after checking its type (the topology checked
+//! the types when it was built, so a mismatch means a processor forwarded a type it did not
+//! declare). Nothing is boxed on the way from one processor to the next: only a fan-out to
+//! several children clones the record, for every child but the last, and a source boxes each
+//! record it decodes once.
 
 use std::any::{Any, TypeId};
 
-use crate::record::{Headers, Record};
+use crate::record::Record;
 
-/// A value of some `Clone + Send` type, boxed.
-pub(crate) trait AnyValue: Any + Send {
-    fn clone_value(&self) -> Box<dyn AnyValue>;
+/// A record of erased key and value types, in its slot; see the [module docs](self).
+pub(crate) trait RecordSlot {
+    /// The record's timestamp (`None` once the record was taken).
+    fn timestamp(&self) -> Option<i64>;
+    fn set_timestamp(&mut self, timestamp: i64);
+    /// The record type's name, for messages.
     fn type_name(&self) -> &'static str;
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send>;
+    fn as_any(&mut self) -> &mut dyn Any;
+    /// A slot holding a copy of the record, for one more child.
+    fn clone_slot(&self) -> Box<dyn RecordSlot>;
 }
 
-impl<T: Any + Send + Clone> AnyValue for T {
-    fn clone_value(&self) -> Box<dyn AnyValue> {
-        Box::new(self.clone())
+impl<K, V> RecordSlot for Option<Record<K, V>>
+where
+    K: Any + Clone,
+    V: Any + Clone,
+{
+    fn timestamp(&self) -> Option<i64> {
+        self.as_ref().map(|r| r.timestamp)
+    }
+    fn set_timestamp(&mut self, timestamp: i64) {
+        if let Some(r) = self {
+            r.timestamp = timestamp;
+        }
     }
     fn type_name(&self) -> &'static str {
-        std::any::type_name::<T>()
+        std::any::type_name::<Record<K, V>>()
     }
-    fn into_any(self: Box<Self>) -> Box<dyn Any + Send> {
+    fn as_any(&mut self) -> &mut dyn Any {
         self
     }
-}
-
-pub(crate) type DynValue = Box<dyn AnyValue>;
-
-/// A record with erased key and value types.
-pub(crate) struct DynRecord {
-    pub(crate) key: DynValue,
-    pub(crate) value: DynValue,
-    pub(crate) timestamp: i64,
-    pub(crate) headers: Headers,
-}
-
-impl Clone for DynRecord {
-    fn clone(&self) -> Self {
-        DynRecord {
-            key: self.key.clone_value(),
-            value: self.value.clone_value(),
-            timestamp: self.timestamp,
-            headers: self.headers.clone(),
-        }
+    fn clone_slot(&self) -> Box<dyn RecordSlot> {
+        Box::new(self.clone())
     }
 }
 
@@ -57,40 +55,18 @@ pub(crate) struct TypeMismatch {
     pub(crate) found: &'static str,
 }
 
-fn downcast<T: 'static>(value: DynValue) -> Result<T, TypeMismatch> {
-    let found = value.type_name();
-    value
-        .into_any()
-        .downcast::<T>()
-        .map(|b| *b)
-        .map_err(|_| TypeMismatch {
-            expected: std::any::type_name::<T>(),
+/// Takes the record of type `Record<K, V>` out of `slot`.
+pub(crate) fn take<K: 'static, V: 'static>(
+    slot: &mut dyn RecordSlot,
+) -> Result<Record<K, V>, TypeMismatch> {
+    let found = slot.type_name();
+    slot.as_any()
+        .downcast_mut::<Option<Record<K, V>>>()
+        .and_then(Option::take)
+        .ok_or(TypeMismatch {
+            expected: std::any::type_name::<Record<K, V>>(),
             found,
         })
-}
-
-impl DynRecord {
-    pub(crate) fn erase<K, V>(record: Record<K, V>) -> Self
-    where
-        K: Any + Send + Clone,
-        V: Any + Send + Clone,
-    {
-        DynRecord {
-            key: Box::new(record.key),
-            value: Box::new(record.value),
-            timestamp: record.timestamp,
-            headers: record.headers,
-        }
-    }
-
-    pub(crate) fn typed<K: 'static, V: 'static>(self) -> Result<Record<K, V>, TypeMismatch> {
-        Ok(Record {
-            key: downcast(self.key)?,
-            value: downcast(self.value)?,
-            timestamp: self.timestamp,
-            headers: self.headers,
-        })
-    }
 }
 
 /// A Rust type, remembered for checking and for messages.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use state_stores::typed::{KeyValueStore, SessionStore, WindowStore};
 
-use crate::dynamic::DynRecord;
+use crate::dynamic::{take, RecordSlot};
 use crate::error::StreamsError;
 use crate::record::{Record, RecordMetadata};
 use crate::task::runtime::{Exec, StoreHandle};
@@ -212,19 +212,20 @@ where
 {
     /// Sends `record` to every child, each in turn, depth first.
     pub fn forward(&mut self, record: Record<KOut, VOut>) -> ProcessorResult {
-        self.exec.forward(DynRecord::erase(record), None)
+        self.exec.forward(&mut Some(record), None)
     }
 
     /// Sends `record` to the child named `child` only.
     pub fn forward_to(&mut self, child: &str, record: Record<KOut, VOut>) -> ProcessorResult {
-        self.exec.forward(DynRecord::erase(record), Some(child))
+        self.exec.forward(&mut Some(record), Some(child))
     }
 }
 
 /// A processor with its types erased, as a task holds it.
 pub(crate) trait ErasedProcessor: Send {
     fn init(&mut self, exec: Exec<'_>) -> ProcessorResult;
-    fn process(&mut self, record: DynRecord, exec: Exec<'_>) -> ProcessorResult;
+    /// Takes the record out of `record` (see [`crate::dynamic`]) and processes it.
+    fn process(&mut self, record: &mut dyn RecordSlot, exec: Exec<'_>) -> ProcessorResult;
     fn punctuate(&mut self, id: PunctuatorId, timestamp: i64, exec: Exec<'_>) -> ProcessorResult;
     fn flushed(&mut self, exec: Exec<'_>) -> ProcessorResult;
     fn close(&mut self) -> ProcessorResult;
@@ -245,8 +246,8 @@ where
     fn init(&mut self, exec: Exec<'_>) -> ProcessorResult {
         self.inner.init(&mut ProcessorContext::new(exec))
     }
-    fn process(&mut self, record: DynRecord, exec: Exec<'_>) -> ProcessorResult {
-        let record = record.typed::<KIn, VIn>()?;
+    fn process(&mut self, record: &mut dyn RecordSlot, exec: Exec<'_>) -> ProcessorResult {
+        let record = take::<KIn, VIn>(record)?;
         self.inner.process(record, &mut ProcessorContext::new(exec))
     }
     fn punctuate(&mut self, id: PunctuatorId, timestamp: i64, exec: Exec<'_>) -> ProcessorResult {

@@ -10,7 +10,9 @@
 //! - `global` restores the global stores and runs the global thread keeping them up to date;
 //! - `client_log` forwards librdkafka's logs to `tracing`;
 //! - `control` carries application-wide shutdown requests between instances;
-//! - `producer` owns the producer's lifecycle (the transaction of each commit);
+//! - `producer` owns the producer's lifecycle (the transaction of each commit), and `held` the
+//!   records sent while a commit is in flight;
+//! - `consumed` reads consumed records' headers and topics out of librdkafka;
 //! - `recovery` decides which failures a thread recovers from and which end it;
 //! - `topics` checks source topics and creates internal ones;
 //! - [`queries`] has the read-only store views of interactive queries;
@@ -18,16 +20,17 @@
 //! - [`metadata`] tells which instance owns which key (`application.server`).
 
 pub(crate) mod client_log;
+pub(crate) mod consumed;
 pub(crate) mod control;
 pub(crate) mod global;
 pub(crate) mod handoff;
+pub(crate) mod held;
 pub mod kafka_streams;
 pub mod metadata;
 pub mod metrics;
 pub(crate) mod producer;
 pub(crate) mod purge;
 pub mod queries;
-pub(crate) mod record_headers;
 pub(crate) mod recovery;
 pub(crate) mod restore;
 pub mod state;

@@ -30,12 +30,12 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
+use super::held::HeldRecords;
 use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::ProcessingGuarantee;
 use crate::dead_letter::{DeadLetterQueue, FailedRecord};
 use crate::error::{Result, StreamsError};
 use crate::handlers::{HandlerResponse, SharedProductionHandler};
-use crate::record::{Headers, RecordMetadata};
 
 /// How long a send waits for room in a full producer queue before failing.
 const QUEUE_FULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -122,17 +122,6 @@ pub(crate) struct StreamsProducer {
     stuck: std::sync::atomic::AtomicBool,
 }
 
-/// A record sent while a commit was in flight, held for the next transaction.
-struct HeldRecord {
-    topic: String,
-    partition: Option<i32>,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    timestamp: i64,
-    headers: Headers,
-    source: Option<RecordMetadata>,
-}
-
 /// Where the producer is in a commit.
 enum CommitState {
     /// No commit in flight: records go out at once.
@@ -140,11 +129,11 @@ enum CommitState {
     /// The committer thread is committing; records are held.
     InFlight {
         done: mpsc::Receiver<Result<()>>,
-        held: Vec<HeldRecord>,
+        held: HeldRecords,
     },
     /// The commit ended and its result went to the thread, which has not released the held
     /// records yet.
-    Ended { held: Vec<HeldRecord> },
+    Ended { held: HeldRecords },
 }
 
 impl StreamsProducer {
@@ -289,15 +278,7 @@ impl StreamsProducer {
         if self.guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             let mut state = self.commit.lock().unwrap_or_else(|p| p.into_inner());
             if let CommitState::InFlight { held, .. } | CommitState::Ended { held } = &mut *state {
-                held.push(HeldRecord {
-                    topic: record.topic.to_owned(),
-                    partition: record.partition,
-                    key: record.key.map(<[u8]>::to_vec),
-                    value: record.value.map(<[u8]>::to_vec),
-                    timestamp: record.timestamp,
-                    headers: record.headers.clone(),
-                    source: record.source.cloned(),
-                });
+                held.push(&record);
                 return Ok(());
             }
         }
@@ -546,7 +527,7 @@ impl StreamsProducer {
         let (tx, done) = mpsc::channel();
         *self.commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitState::InFlight {
             done,
-            held: Vec::new(),
+            held: HeldRecords::default(),
         };
         let me = self.clone();
         let spawned = std::thread::Builder::new()
@@ -705,18 +686,7 @@ impl StreamsProducer {
                 }
             }
         };
-        for r in held {
-            self.send(OutgoingRecord {
-                topic: &r.topic,
-                partition: r.partition,
-                key: r.key.as_deref(),
-                value: r.value.as_deref(),
-                timestamp: r.timestamp,
-                headers: &r.headers,
-                source: r.source.as_ref(),
-            })?;
-        }
-        Ok(())
+        held.send_all(|record| self.send(record))
     }
 
     /// Exactly-once: aborts the open transaction, if any, once a commit in flight has ended

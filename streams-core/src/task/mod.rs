@@ -611,18 +611,19 @@ impl StreamTask {
             }
         };
         if !decoder.has_extractor() {
-            record.timestamp = self.timestamps.extract(&topic, &raw, partition_time);
+            record.set_timestamp(self.timestamps.extract(&topic, &raw, partition_time));
         }
-        if record.timestamp < 0 {
+        let timestamp = record.timestamp().unwrap_or(-1);
+        if timestamp < 0 {
             let policy = decoder
                 .invalid_timestamps()
                 .unwrap_or(self.timestamps.policy());
             match policy {
                 InvalidTimestampPolicy::UsePartitionTime if partition_time >= 0 => {
-                    record.timestamp = partition_time;
+                    record.set_timestamp(partition_time);
                 }
                 InvalidTimestampPolicy::LogAndSkip => {
-                    tracing::debug!(task = %self.id, %topic, partition, offset, timestamp = record.timestamp,
+                    tracing::debug!(task = %self.id, %topic, partition, offset, timestamp,
                         "skipped a record with a negative timestamp");
                     self.metrics.skipped += 1;
                     return Ok(true);
@@ -633,16 +634,17 @@ impl StreamTask {
                         topic: topic.to_string(),
                         partition,
                         offset,
-                        timestamp: record.timestamp,
+                        timestamp,
                     });
                 }
             }
         }
+        let timestamp = record.timestamp().unwrap_or(partition_time);
         let shared = &mut self.rt.shared;
-        shared.stream_time = shared.stream_time.max(record.timestamp);
-        shared.timestamp.store(record.timestamp, Ordering::Relaxed);
+        shared.stream_time = shared.stream_time.max(timestamp);
+        shared.timestamp.store(timestamp, Ordering::Relaxed);
         shared.enter_record(&topic, partition, offset);
-        let result = Exec::at(&mut self.rt, node).forward(record, None);
+        let result = Exec::at(&mut self.rt, node).forward(record.as_mut(), None);
         self.rt.shared.leave_record();
         self.metrics.dropped_late = self.rt.shared.dropped_late;
         self.metrics.dropped_null_key = self.rt.shared.dropped_null_key;

@@ -14,7 +14,7 @@ use state_stores::typed::{SharedKeyValueStore, SharedSessionStore, SharedWindowS
 use state_stores::StateStore;
 
 use crate::collector::RecordCollector;
-use crate::dynamic::DynRecord;
+use crate::dynamic::RecordSlot;
 use crate::error::StreamsError;
 use crate::processor::{BoxError, ErasedProcessor, ProcessorResult, PunctuationType, PunctuatorId};
 use crate::record::RecordMetadata;
@@ -283,8 +283,13 @@ impl<'a> Exec<'a> {
         result.map_err(|e| at_node(&rt.nodes[node].name, e))
     }
 
-    /// Hands `record` to each child (or only the child named `only`).
-    pub(crate) fn forward(&mut self, record: DynRecord, only: Option<&str>) -> ProcessorResult {
+    /// Hands `record` to each child (or only the child named `only`): every child but the last
+    /// a copy, the last the record itself.
+    pub(crate) fn forward(
+        &mut self,
+        record: &mut dyn RecordSlot,
+        only: Option<&str>,
+    ) -> ProcessorResult {
         let children = self.rt.nodes[self.node].children.len();
         if let Some(name) = only {
             let child = (0..children)
@@ -295,16 +300,13 @@ impl<'a> Exec<'a> {
                 })?;
             return Self::with_processor(self.rt, child, |p, exec| p.process(record, exec));
         }
-        let mut record = Some(record);
         for i in 0..children {
             let child = self.rt.nodes[self.node].children[i];
-            let this = if i + 1 == children {
-                record.take()
+            if i + 1 == children {
+                Self::with_processor(self.rt, child, |p, exec| p.process(record, exec))?;
             } else {
-                record.clone()
-            };
-            if let Some(r) = this {
-                Self::with_processor(self.rt, child, |p, exec| p.process(r, exec))?;
+                let mut copy = record.clone_slot();
+                Self::with_processor(self.rt, child, |p, exec| p.process(copy.as_mut(), exec))?;
             }
         }
         Ok(())

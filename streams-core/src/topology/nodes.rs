@@ -11,7 +11,7 @@ use std::sync::Arc;
 use state_stores::serdes::{from_payload, to_payload, Serde};
 
 use crate::collector::OutgoingRecord;
-use crate::dynamic::DynRecord;
+use crate::dynamic::{take, RecordSlot};
 use crate::error::{Result, StreamsError};
 use crate::processor::{ErasedProcessor, ProcessorResult, PunctuatorId};
 use crate::record::{RawRecord, Record};
@@ -145,7 +145,7 @@ pub(crate) trait SourceDecoder: Send {
         &self,
         raw: &RawRecord,
         partition_time: i64,
-    ) -> std::result::Result<DynRecord, DecodeError>;
+    ) -> std::result::Result<Box<dyn RecordSlot>, DecodeError>;
     /// Whether the source has its own extractor.
     fn has_extractor(&self) -> bool;
     /// The source's own policy for negative timestamps.
@@ -173,7 +173,7 @@ where
         &self,
         raw: &RawRecord,
         partition_time: i64,
-    ) -> std::result::Result<DynRecord, DecodeError> {
+    ) -> std::result::Result<Box<dyn RecordSlot>, DecodeError> {
         let key = from_payload(&*self.keys, raw.key.as_deref()).map_err(DecodeError::Key)?;
         let value =
             from_payload(&*self.values, raw.value.as_deref()).map_err(DecodeError::Value)?;
@@ -186,7 +186,7 @@ where
         if let Some(extractor) = &self.timestamps {
             record.timestamp = extractor.extract(&record, partition_time);
         }
-        Ok(DynRecord::erase(record))
+        Ok(Box::new(Some(record)))
     }
 
     fn has_extractor(&self) -> bool {
@@ -360,8 +360,8 @@ where
         Ok(())
     }
 
-    fn process(&mut self, record: DynRecord, exec: Exec<'_>) -> ProcessorResult {
-        let record = record.typed::<K, V>()?;
+    fn process(&mut self, record: &mut dyn RecordSlot, exec: Exec<'_>) -> ProcessorResult {
+        let record = take::<K, V>(record)?;
         if self.drop_null_keys && self.keys.is_null(&record.key) {
             tracing::debug!(sink = %self.node, "dropping a record with a null key before repartitioning");
             return Ok(());

@@ -444,14 +444,13 @@ fn wall_clock_ms() -> i64 {
 }
 
 /// The record as the task buffers it, and how many of its header names were not UTF-8.
-fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecord, usize) {
+fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> (RawRecord, usize) {
     let timestamp = match m.timestamp() {
         Timestamp::CreateTime(t) | Timestamp::LogAppendTime(t) => t,
         Timestamp::NotAvailable => -1,
     };
-    let (headers, lossy) = super::record_headers::read(m);
+    let (headers, lossy) = super::consumed::read_headers(m);
     (
-        (m.topic().to_owned(), m.partition()),
         RawRecord {
             offset: m.offset(),
             timestamp,
@@ -461,6 +460,30 @@ fn detach(m: &rdkafka::message::BorrowedMessage<'_>) -> ((String, i32), RawRecor
         },
         lossy,
     )
+}
+
+/// Records of one poll, in runs of one partition each, in the order they were polled.
+#[derive(Default)]
+pub(crate) struct Polled {
+    pub(crate) runs: Vec<((String, i32), Vec<RawRecord>)>,
+    /// The topic handle ([`super::consumed::topic_handle`]) of the last run.
+    last_topic: usize,
+    records: usize,
+}
+
+impl Polled {
+    fn push(&mut self, m: &rdkafka::message::BorrowedMessage<'_>, record: RawRecord) {
+        let (topic, partition) = (super::consumed::topic_handle(m), m.partition());
+        match self.runs.last_mut() {
+            Some(((_, p), run)) if *p == partition && self.last_topic == topic => run.push(record),
+            _ => {
+                self.runs
+                    .push(((m.topic().to_owned(), partition), vec![record]));
+                self.last_topic = topic;
+            }
+        }
+        self.records += 1;
+    }
 }
 
 /// A consumer error that no retry fixes, as the error that ends the thread: librdkafka's fatal
@@ -648,7 +671,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 };
                 (timeout, c.wants_records())
             };
-            let mut batch = Vec::new();
+            let mut batch = Polled::default();
             let mut lossy_headers = 0;
             let poll_started = Instant::now();
             let polled = if wants_records {
@@ -662,8 +685,8 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                 while let Some(result) = next {
                     match result {
                         Ok(m) => {
-                            let (partition, record, lossy) = detach(&m);
-                            batch.push((partition, record));
+                            let (record, lossy) = detach(&m);
+                            batch.push(&m, record);
                             lossy_headers += lossy as u64;
                         }
                         Err(e) => {
@@ -675,7 +698,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                             }
                         }
                     }
-                    if batch.len() >= POLL_BATCH {
+                    if batch.records >= POLL_BATCH {
                         break;
                     }
                     next = consumer.poll(Duration::ZERO);

@@ -17,10 +17,9 @@ use rdkafka::consumer::Consumer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::commit::decode_partition_time;
-use super::{tpl_of, Consumer_, ThreadCore};
+use super::{tpl_of, Consumer_, Polled, ThreadCore};
 use crate::config::ProcessingGuarantee;
 use crate::error::{Result, StreamsError};
-use crate::record::RawRecord;
 use crate::runtime::producer::{KafkaRecordCollector, StreamsProducer};
 use crate::runtime::recovery::{self, Recovery};
 use crate::runtime::restore::{Registration, RestoredOffsets};
@@ -61,13 +60,8 @@ impl ThreadCore {
     }
 
     /// Takes polled records to their tasks (or parks them until the task exists).
-    pub(crate) fn route(&mut self, records: Vec<((String, i32), RawRecord)>) {
-        let mut by_partition: std::collections::BTreeMap<(String, i32), Vec<RawRecord>> =
-            std::collections::BTreeMap::new();
-        for (tp, record) in records {
-            by_partition.entry(tp).or_default().push(record);
-        }
-        for (tp, records) in by_partition {
+    pub(crate) fn route(&mut self, polled: Polled) {
+        for (tp, records) in polled.runs {
             if !self.assigned.contains(&tp) {
                 continue; // revoked meanwhile; the next owner reads them again
             }

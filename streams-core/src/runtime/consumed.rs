@@ -1,10 +1,16 @@
-//! Reading the headers of a consumed record without trusting them to be UTF-8.
+//! Reading consumed records out of librdkafka, where rdkafka's safe accessors fall short (the
+//! only `unsafe` code of the crate).
 //!
-//! rdkafka's safe header accessors turn each header name into a `&str` with an `unwrap`, so one
-//! record whose header name is not UTF-8 would panic the stream thread on every restart: a
-//! poison record nothing could skip. This module reads the headers through librdkafka's C API
-//! instead (the only `unsafe` code of the crate) and keeps such a name as lossy UTF-8 (invalid
-//! bytes become U+FFFD), logged and counted; the record is processed like any other.
+//! Headers: rdkafka's safe header accessors turn each header name into a `&str` with an
+//! `unwrap`, so one record whose header name is not UTF-8 would panic the stream thread on every
+//! restart: a poison record nothing could skip. [`read_headers`] reads them through librdkafka's
+//! C API instead and keeps such a name as lossy UTF-8 (invalid bytes become U+FFFD), logged and
+//! counted; the record is processed like any other.
+//!
+//! Topics: rdkafka's `Message::topic` measures and checks the name's UTF-8 on every call, a
+//! noticeable cost per record on the hot path. [`topic_handle`] gives librdkafka's handle of the
+//! record's topic instead: one handle per topic and client, so comparing handles tells whether
+//! two records of one poll came from the same topic without reading either name.
 
 use rdkafka::bindings as rd;
 use rdkafka::message::BorrowedMessage;
@@ -13,7 +19,7 @@ use crate::record::Headers;
 
 /// The headers of `message`, and how many of their names were not UTF-8.
 #[allow(unsafe_code)]
-pub(crate) fn read(message: &BorrowedMessage<'_>) -> (Headers, usize) {
+pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> (Headers, usize) {
     let mut headers = Headers::new();
     let mut lossy = 0;
     let mut native: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
@@ -63,4 +69,13 @@ pub(crate) fn read(message: &BorrowedMessage<'_>) -> (Headers, usize) {
         headers.add(name, value.map(<[u8]>::to_vec));
     }
     (headers, lossy)
+}
+
+/// The identity of `message`'s topic within its client: equal for two live messages of the same
+/// topic, different for different topics. Only an identity: never dereferenced.
+#[allow(unsafe_code)]
+pub(crate) fn topic_handle(message: &BorrowedMessage<'_>) -> usize {
+    // SAFETY: `message.ptr()` is a live message for as long as `message` is borrowed; its
+    // public `rkt` field is the topic handle librdkafka keeps while the message lives.
+    unsafe { (*message.ptr()).rkt as usize }
 }
