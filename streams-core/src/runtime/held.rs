@@ -108,7 +108,8 @@ mod tests {
             offset: 17,
         };
         let empty = Headers::new();
-        let sent: Vec<(
+        // topic, partition, key, value, timestamp, with headers, with a source
+        type Sent = (
             String,
             Option<i32>,
             Option<Vec<u8>>,
@@ -116,7 +117,8 @@ mod tests {
             i64,
             bool,
             bool,
-        )> = vec![
+        );
+        let sent: Vec<Sent> = vec![
             (
                 "out".into(),
                 None,
