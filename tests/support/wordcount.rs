@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use super::Cluster;
@@ -71,19 +71,41 @@ pub fn unreadable(range: std::ops::Range<u64>) -> u64 {
         .count() as u64
 }
 
-/// Produces lines `range` to `topic` (null keys), and waits until they are acknowledged.
+/// Produces lines `range` to `topic` (null keys), and waits until they are acknowledged; every
+/// one must be.
 pub fn produce_lines(cluster: &dyn Cluster, topic: &str, range: std::ops::Range<u64>) {
-    produce_lines_with(cluster, topic, range, &[], Duration::from_secs(60));
+    let lost = produce_lines_with(cluster, topic, range, &[], Duration::from_secs(60));
+    assert_eq!(
+        lost, 0,
+        "the test's producer lost {lost} input lines of {topic}"
+    );
 }
 
-/// [`produce_lines`] with extra producer settings and a flush deadline.
+/// Counts deliveries that failed, so a test knows which input really reached the topic.
+struct CountingContext(std::sync::atomic::AtomicU64);
+
+impl rdkafka::ClientContext for CountingContext {}
+
+impl rdkafka::producer::ProducerContext for CountingContext {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            eprintln!("test producer: a line was not delivered: {e}");
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// [`produce_lines`] with extra producer settings and a flush deadline. Returns how many lines
+/// the producer failed to deliver (its message timeout passed, say): a test that lets that
+/// happen takes its oracle from the topic ([`oracle_from_topic`]).
 pub fn produce_lines_with(
     cluster: &dyn Cluster,
     topic: &str,
     range: std::ops::Range<u64>,
     settings: &[(&str, &str)],
     flush: Duration,
-) {
+) -> u64 {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", cluster.bootstrap())
@@ -92,7 +114,9 @@ pub fn produce_lines_with(
     for (k, v) in settings {
         config.set(*k, *v);
     }
-    let producer: ThreadedProducer<DefaultProducerContext> = config.create().expect("producer");
+    let producer: ThreadedProducer<CountingContext> = config
+        .create_with_context(CountingContext(Default::default()))
+        .expect("producer");
     for i in range {
         let payload = line(i);
         let mut record = BaseRecord::<[u8], [u8]>::to(topic);
@@ -102,6 +126,55 @@ pub fn produce_lines_with(
         example::send_waiting(&producer, record).expect("producing input");
     }
     producer.flush(flush).expect("flush input");
+    producer
+        .context()
+        .0
+        .load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// The final count of every word in the lines `topic` (with `partitions` partitions) holds: the
+/// oracle of what the application was given, whatever a producer failed to deliver.
+pub fn oracle_from_topic(
+    cluster: &dyn Cluster,
+    topic: &str,
+    partitions: i32,
+) -> HashMap<String, i64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", cluster.bootstrap())
+        .set("group.id", "wordcount-oracle")
+        .create()
+        .expect("oracle reader");
+    let mut tpl = TopicPartitionList::new();
+    let mut ends = HashMap::new();
+    for p in 0..partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > 0 {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .expect("tpl");
+            ends.insert(p, high);
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut counts = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ends.is_empty() {
+        assert!(Instant::now() < deadline, "reading {topic} took too long");
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m.expect("consume input");
+        if let Some(text) = m.payload().and_then(|b| std::str::from_utf8(b).ok()) {
+            for w in words(text) {
+                *counts.entry(w).or_default() += 1;
+            }
+        }
+        if ends.get(&m.partition()) == Some(&(m.offset() + 1)) {
+            ends.remove(&m.partition());
+        }
+    }
+    counts
 }
 
 /// Waits until group `application_id` has committed everything in `topics` (each with
