@@ -139,41 +139,14 @@ pub fn oracle_from_topic(
     topic: &str,
     partitions: i32,
 ) -> HashMap<String, i64> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", cluster.bootstrap())
-        .set("group.id", "wordcount-oracle")
-        .create()
-        .expect("oracle reader");
-    let mut tpl = TopicPartitionList::new();
-    let mut ends = HashMap::new();
-    for p in 0..partitions {
-        let (_, high) = consumer
-            .fetch_watermarks(topic, p, Duration::from_secs(10))
-            .expect("watermarks");
-        if high > 0 {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .expect("tpl");
-            ends.insert(p, high);
-        }
-    }
-    consumer.assign(&tpl).expect("assign");
     let mut counts = HashMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !ends.is_empty() {
-        assert!(Instant::now() < deadline, "reading {topic} took too long");
-        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let m = m.expect("consume input");
+    read_to_end(cluster, topic, partitions, "read_uncommitted", |m| {
         if let Some(text) = m.payload().and_then(|b| std::str::from_utf8(b).ok()) {
             for w in words(text) {
                 *counts.entry(w).or_default() += 1;
             }
         }
-        if ends.get(&m.partition()) == Some(&(m.offset() + 1)) {
-            ends.remove(&m.partition());
-        }
-    }
+    });
     counts
 }
 
@@ -216,6 +189,24 @@ pub fn read_counts_with(
     partitions: i32,
     isolation: &str,
 ) -> HashMap<String, i64> {
+    let mut counts = HashMap::new();
+    read_to_end(cluster, topic, partitions, isolation, |m| {
+        let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 word");
+        let count = i64::from_be_bytes(m.payload().expect("count").try_into().expect("8 bytes"));
+        counts.insert(word, count);
+    });
+    counts
+}
+
+/// Hands every record of `topic` (with `partitions` partitions), up to the end offsets read
+/// when it starts, to `each`, in each partition's order.
+fn read_to_end(
+    cluster: &dyn Cluster,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    mut each: impl FnMut(&rdkafka::message::BorrowedMessage<'_>),
+) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", cluster.bootstrap())
         .set("group.id", "wordcount-reader")
@@ -237,16 +228,12 @@ pub fn read_counts_with(
         }
     }
     consumer.assign(&tpl).expect("assign");
-    let mut counts = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     while remaining > 0 {
         assert!(Instant::now() < deadline, "reading {topic} took too long");
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            let m = m.expect("consume output");
-            let word = String::from_utf8(m.key().unwrap_or_default().to_vec()).expect("UTF-8 word");
-            let count =
-                i64::from_be_bytes(m.payload().expect("count").try_into().expect("8 bytes"));
-            counts.insert(word, count);
+            let m = m.expect("consume");
+            each(&m);
             if m.offset() + 1 == ends[&m.partition()] {
                 remaining -= 1;
             }
@@ -262,7 +249,6 @@ pub fn read_counts_with(
             }
         }
     }
-    counts
 }
 
 /// Compares two count maps, naming a few differences.
