@@ -50,6 +50,8 @@ struct Restoring {
 /// The records one [`ChangelogReader::step`] read from one changelog partition.
 struct Batch {
     key: (String, i32),
+    /// The topic's handle in the restore consumer ([`super::consumed::topic_handle`]).
+    topic: usize,
     /// The partition's end offset and next offset to apply when the step began.
     end: i64,
     position: i64,
@@ -57,8 +59,8 @@ struct Batch {
 }
 
 impl Batch {
-    fn is(&self, topic: &str, partition: i32) -> bool {
-        self.key.1 == partition && self.key.0 == topic
+    fn is(&self, topic: usize, partition: i32) -> bool {
+        self.key.1 == partition && self.topic == topic
     }
 }
 
@@ -402,7 +404,7 @@ impl ChangelogReader {
         let started = Instant::now();
         // The partitions read in this step, with their records. Records arrive in runs of one
         // partition, and a thread restores a handful of partitions: a short list searched from
-        // the last hit finds each record's partition without building or hashing a key.
+        // the last hit finds each record's partition without reading its topic's name.
         let mut batches: Vec<Batch> = Vec::new();
         let mut last = 0;
         let mut read = 0;
@@ -410,7 +412,7 @@ impl ChangelogReader {
         while read < budget {
             match self.consumer.poll(timeout) {
                 Some(Ok(m)) => {
-                    let (topic, partition) = (m.topic(), m.partition());
+                    let (topic, partition) = (super::consumed::topic_handle(&m), m.partition());
                     let found = batches
                         .get(last)
                         .filter(|b| b.is(topic, partition))
@@ -419,13 +421,14 @@ impl ChangelogReader {
                     last = match found {
                         Some(i) => i,
                         None => {
-                            let key = (topic.to_owned(), partition);
+                            let key = (m.topic().to_owned(), partition);
                             let Some(r) = self.active.get(&key) else {
                                 continue; // a partition just removed
                             };
                             let (end, position) = (r.end, r.position);
                             batches.push(Batch {
                                 key,
+                                topic,
                                 end,
                                 position,
                                 records: Vec::new(),
