@@ -1,7 +1,9 @@
 //! The stream thread's failure paths, driven on the embedded broker (no Kafka needed) with
 //! faults injected: a panic in user code (failing the record, never committing it; or skipped
 //! by the processing handler), a thread replaced by the uncaught exception handler, retriable and
-//! fatal transaction errors (a fenced producer is replaced and processing resumes).
+//! fatal transaction errors (a fenced producer is replaced and processing resumes), and an
+//! at-least-once commit overlapping with processing while the broker leading the output is slow
+//! (its offsets wait for the outputs they cover).
 //!
 //! The embedded cluster has no transaction isolation, so these check that the application keeps
 //! going and loses nothing; exactness under exactly-once is checked on the real broker
@@ -431,6 +433,60 @@ fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
         Duration::from_secs(60),
         || thread_total(&a.streams, |t| t.recoveries) >= 1,
     );
+    close_cleanly(&a.streams);
+}
+
+#[test]
+fn an_at_least_once_commit_waits_for_its_outputs_to_be_acknowledged() {
+    // Two brokers: broker 2 leads the output topic and answers slowly; broker 1 leads the input
+    // topic and coordinates the group, so offsets could be committed at once. The commit goes
+    // on in the background while the thread keeps processing, but its input offsets must not
+    // reach Kafka before the outputs of the records they cover are acknowledged.
+    let kafka = EmbeddedKafka::with_brokers(2).expect("embedded cluster");
+    let a = app_on(
+        kafka,
+        "at_least_once",
+        false,
+        Arc::new(AtomicBool::new(false)),
+        |c| c,
+    );
+    a.kafka.set_partition_leader(&a.input, 0, 1).expect("input leader");
+    a.kafka.set_partition_leader(&a.output, 0, 2).expect("output leader");
+    a.kafka.set_group_coordinator(&a.id, 1).expect("group coordinator");
+    let (first, second) = INPUT.split_at(4);
+    produce(&a.kafka, &a.input, first);
+    a.streams.start().expect("start");
+    wait_for("the first records' offsets", Duration::from_secs(60), || {
+        committed_offset(&a.kafka, &a.id, &a.input) == Some(first.len() as i64)
+    });
+
+    let slow = Duration::from_secs(6);
+    a.kafka.set_round_trip_time(2, slow).expect("slow broker");
+    let delayed = Instant::now();
+    produce(&a.kafka, &a.input, second);
+    // Commits are due every 50 ms; none may cover the second records before their outputs
+    // are acknowledged, which takes at least the round trip.
+    while delayed.elapsed() < slow - Duration::from_secs(2) {
+        let committed = committed_offset(&a.kafka, &a.id, &a.input);
+        assert_eq!(
+            committed,
+            Some(first.len() as i64),
+            "offsets committed before the outputs they cover were acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    a.kafka
+        .set_round_trip_time(2, Duration::ZERO)
+        .expect("broker back to speed");
+    wait_for("the second records' offsets", Duration::from_secs(60), || {
+        committed_offset(&a.kafka, &a.id, &a.input) == Some(INPUT.len() as i64)
+    });
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(30), |v| {
+        INPUT.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     close_cleanly(&a.streams);
 }
 

@@ -28,6 +28,7 @@
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::producer::DefaultProducerContext;
@@ -212,6 +213,24 @@ impl EmbeddedKafka {
     /// Brings broker `id` back after [`broker_down`](Self::broker_down).
     pub fn broker_up(&self, id: i32) -> Result<()> {
         self.operate(format!("bringing broker {id} up"), move |c| c.broker_up(id))
+    }
+
+    /// Fault injection for tests: broker `id` answers every request `delay` late (zero
+    /// restores it).
+    pub fn set_round_trip_time(&self, id: i32, delay: Duration) -> Result<()> {
+        self.operate(
+            format!("delaying broker {id}'s answers by {delay:?}"),
+            move |c| c.broker_round_trip_time(id, delay),
+        )
+    }
+
+    /// Makes broker `id` the leader of `topic`'s partition `partition`.
+    pub fn set_partition_leader(&self, topic: &str, partition: i32, id: i32) -> Result<()> {
+        let name = topic.to_owned();
+        self.operate(
+            format!("making broker {id} lead `{topic}`-{partition}"),
+            move |c| c.partition_leader(&name, partition, Some(id)),
+        )
     }
 
     /// Makes broker `id` the coordinator of consumer group `group` (otherwise a hash of the name

@@ -22,6 +22,7 @@
 pub(crate) mod client_log;
 pub(crate) mod consumed;
 pub(crate) mod control;
+pub(crate) mod cut;
 pub(crate) mod global;
 pub(crate) mod handoff;
 pub(crate) mod held;

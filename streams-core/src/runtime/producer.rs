@@ -30,6 +30,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
+use super::cut::{Cut, EpochAcks, Epochs};
 use super::held::HeldRecords;
 use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::ProcessingGuarantee;
@@ -52,16 +53,22 @@ pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(60);
 /// given up and the producer replaced, which fences the stuck one.
 const STUCK_MARGIN: Duration = Duration::from_secs(15);
 
+/// The hasher of the maps every delivery report updates (the producer's polling thread reads a
+/// report per record).
+type Fast = foldhash::fast::RandomState;
+
 /// What delivery reports told us.
 #[derive(Debug, Default)]
 pub(crate) struct Deliveries {
     /// The highest offset delivered per topic and partition (by topic first, so that a delivery
     /// report finds its entry without allocating the topic name).
-    pub(crate) last_offsets: HashMap<String, HashMap<i32, i64>>,
+    pub(crate) last_offsets: HashMap<String, HashMap<i32, i64, Fast>, Fast>,
     /// Failed deliveries not yet judged: (topic, error).
     pub(crate) failures: Vec<(String, KafkaError)>,
     /// Records delivered.
     pub(crate) delivered: u64,
+    /// Delivery reports (successes and failures) per epoch, for at-least-once commits.
+    pub(crate) acks: EpochAcks,
 }
 
 pub(crate) struct TrackingContext {
@@ -79,10 +86,12 @@ impl ClientContext for TrackingContext {
 }
 
 impl ProducerContext for TrackingContext {
-    type DeliveryOpaque = ();
+    /// The epoch the record was sent in (see [`super::cut`]).
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _opaque: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, epoch: usize) {
         let mut d = self.deliveries.lock().unwrap_or_else(|p| p.into_inner());
+        d.acks.record(epoch);
         match result {
             Ok(message) => {
                 d.delivered += 1;
@@ -120,6 +129,8 @@ pub(crate) struct StreamsProducer {
     /// A transaction call overran its timeout by [`STUCK_MARGIN`]: this producer is not to be
     /// used again.
     stuck: std::sync::atomic::AtomicBool,
+    /// The epoch records are sent in, for at-least-once commits (see [`super::cut`]).
+    epochs: Epochs,
 }
 
 /// Where the producer is in a commit.
@@ -163,6 +174,7 @@ impl StreamsProducer {
             dead_lettered: Mutex::new(0),
             txn_call_since: Mutex::new(None),
             stuck: std::sync::atomic::AtomicBool::new(false),
+            epochs: Epochs::default(),
         };
         if guarantee == ProcessingGuarantee::ExactlyOnceV2 {
             // Fences an earlier producer with the same transactional id and aborts what it left
@@ -291,7 +303,8 @@ impl StreamsProducer {
             }
             headers = Some(h);
         }
-        let mut base: BaseRecord<'_, [u8], [u8], ()> = BaseRecord::to(record.topic);
+        let mut base: BaseRecord<'_, [u8], [u8], usize> =
+            BaseRecord::with_opaque_to(record.topic, self.epochs.current());
         if let Some(key) = record.key {
             base = base.key(key);
         }
@@ -311,7 +324,10 @@ impl StreamsProducer {
         let mut deadline = None;
         loop {
             match self.producer.send(base) {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.epochs.sent();
+                    return Ok(());
+                }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
                     let deadline =
                         *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
@@ -469,6 +485,20 @@ impl StreamsProducer {
             }
         }
         Ok(())
+    }
+
+    /// At-least-once: ends the current epoch; the records sent so far are the cut's.
+    pub(crate) fn cut(&self) -> Cut {
+        self.epochs.cut()
+    }
+
+    /// Whether every record sent before `cut` has a delivery report.
+    pub(crate) fn reached(&self, cut: Cut) -> bool {
+        self.deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .acks
+            .reached(cut)
     }
 
     /// The next offset after the last record delivered to `topic`-`partition`, if any was.

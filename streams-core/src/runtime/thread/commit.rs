@@ -7,7 +7,10 @@
 //! 2. the input offsets to commit are gathered, each with the time of its partition as commit
 //!    metadata (Kafka Streams' encoding), so that a task created later resumes stream time from
 //!    what was committed;
-//! 3. at-least-once: the producer is flushed, then the consumer commits the offsets;
+//! 3. at-least-once: the producer's records are cut (`runtime::cut`), and the consumer commits
+//!    the offsets once every record sent before the cut is acknowledged, while this thread goes
+//!    on processing (a commit whose records take longer than [`OVERLAP_LIMIT`] stops it until
+//!    they are, or until the producer's flush times out);
 //!    exactly-once: the stores seal the writes the transaction covers, and the transaction
 //!    commits outputs, changelog records and offsets together, on the producer's committer
 //!    thread, while this thread goes on processing (its new records are held for the next
@@ -22,7 +25,7 @@
 //! (`runtime::recovery`): nothing here has been applied locally that the failed commit covers.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use rdkafka::consumer::{CommitMode, Consumer};
@@ -31,6 +34,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::{Consumer_, ThreadCore};
 use crate::config::ProcessingGuarantee;
 use crate::error::{Result, StreamsError};
+use crate::runtime::cut::Cut;
 use crate::runtime::restore::RestoredOffsets;
 use crate::task::StreamTask;
 
@@ -58,23 +62,30 @@ pub(crate) fn decode_partition_time(metadata: &str) -> Option<i64> {
     }
 }
 
+/// How long an at-least-once commit's records may take to be acknowledged while the thread
+/// goes on processing; past it the thread waits for them (flushing the producer).
+pub(crate) const OVERLAP_LIMIT: Duration = Duration::from_secs(1);
+
 /// A commit Kafka has not answered yet.
 pub(crate) struct InFlight {
     /// The input offsets it commits: the rewind points once it succeeded.
     offsets: Vec<((String, i32), i64)>,
     started: Instant,
+    /// At-least-once: the offsets go to the consumer group once the cut's records are
+    /// acknowledged. (Exactly-once: `None`, the producer's committer thread has them.)
+    awaiting: Option<(Cut, TopicPartitionList)>,
 }
 
 impl ThreadCore {
     /// Commits now and waits for it (after the commit in flight, if any): for revocation and
     /// shutdown.
     pub(crate) fn commit(&mut self, consumer: &Consumer_) -> Result<()> {
-        self.wait_in_flight()?;
+        self.wait_in_flight(consumer)?;
         self.start_commit(consumer)?;
-        self.wait_in_flight()
+        self.wait_in_flight(consumer)
     }
 
-    /// Starts a commit (see the [module docs](self)); under at-least-once it completes here.
+    /// Starts a commit (see the [module docs](self)).
     pub(crate) fn start_commit(&mut self, consumer: &Consumer_) -> Result<()> {
         let started = Instant::now();
         for id in &self.running {
@@ -110,18 +121,14 @@ impl ThreadCore {
         let waiting = Instant::now();
         match self.guarantee {
             ProcessingGuarantee::AtLeastOnce => {
-                self.producer.flush()?;
-                if tpl.count() > 0 {
-                    consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
-                        StreamsError::kafka(
-                            format!("committing offsets of thread {}", self.name),
-                            e,
-                        )
-                    })?;
-                }
-                self.metrics.commit_wait_time += waiting.elapsed();
+                let cut = self.producer.cut();
                 self.metrics.commit_time += started.elapsed();
-                self.finish_commit(InFlight { offsets, started })
+                self.in_flight = Some(InFlight {
+                    offsets,
+                    started: waiting,
+                    awaiting: Some((cut, tpl)),
+                });
+                self.poll_in_flight(consumer)
             }
             ProcessingGuarantee::ExactlyOnceV2 => {
                 let group = consumer.group_metadata().ok_or_else(|| {
@@ -137,28 +144,69 @@ impl ThreadCore {
                 if committing {
                     self.in_flight = Some(InFlight {
                         offsets,
-                        started: Instant::now(),
+                        started: waiting,
+                        awaiting: None,
                     });
                     Ok(())
                 } else {
                     // Nothing was produced and nothing consumed: nothing to commit.
-                    self.finish_commit(InFlight { offsets, started })
+                    self.finish_commit(InFlight {
+                        offsets,
+                        started,
+                        awaiting: None,
+                    })
                 }
             }
         }
     }
 
-    /// Finishes the commit in flight if Kafka has answered.
-    pub(crate) fn poll_in_flight(&mut self) -> Result<()> {
-        if self.in_flight.is_none() {
-            return Ok(());
+    /// Finishes the commit in flight if Kafka has answered (at-least-once: if the cut's records
+    /// are acknowledged; past [`OVERLAP_LIMIT`] this waits for them).
+    pub(crate) fn poll_in_flight(&mut self, consumer: &Consumer_) -> Result<()> {
+        match &self.in_flight {
+            None => Ok(()),
+            Some(InFlight {
+                awaiting: Some((cut, _)),
+                started,
+                ..
+            }) => {
+                if self.producer.reached(*cut) {
+                    self.commit_offsets(consumer)
+                } else if started.elapsed() > OVERLAP_LIMIT {
+                    self.wait_in_flight(consumer)
+                } else {
+                    Ok(())
+                }
+            }
+            Some(_) => {
+                let outcome = self.producer.poll_commit();
+                self.end_in_flight(outcome)
+            }
         }
-        let outcome = self.producer.poll_commit();
-        self.end_in_flight(outcome)
     }
 
     /// Waits for the commit in flight, if any, and finishes it.
-    pub(crate) fn wait_in_flight(&mut self) -> Result<()> {
+    pub(crate) fn wait_in_flight(&mut self, consumer: &Consumer_) -> Result<()> {
+        match &self.in_flight {
+            None => Ok(()),
+            Some(InFlight {
+                awaiting: Some(_), ..
+            }) => {
+                let blocked = Instant::now();
+                // Every record sent so far is delivered: the cut's among them.
+                let flushed = self.producer.flush();
+                self.metrics.commit_time += blocked.elapsed();
+                flushed?;
+                self.commit_offsets(consumer)
+            }
+            Some(_) => self.wait_transaction(),
+        }
+    }
+
+    /// Exactly-once: waits for the transaction in flight, if any, and finishes it. (An
+    /// at-least-once commit in flight is given up: processing resumes from the one before.)
+    pub(crate) fn wait_transaction(&mut self) -> Result<()> {
+        self.give_up_offsets();
         if self.in_flight.is_none() {
             return Ok(());
         }
@@ -166,6 +214,36 @@ impl ThreadCore {
         let outcome = self.producer.wait_commit();
         self.metrics.commit_time += blocked.elapsed();
         self.end_in_flight(outcome)
+    }
+
+    /// At-least-once: drops the commit in flight, if any, without committing its offsets (after
+    /// a failure, or when the partitions were lost to the group): processing resumes from the
+    /// commit before, as at-least-once allows.
+    pub(crate) fn give_up_offsets(&mut self) {
+        if self.in_flight.as_ref().is_some_and(|f| f.awaiting.is_some()) {
+            tracing::debug!(thread = %self.name, "giving up the at-least-once commit in flight");
+            self.in_flight = None;
+        }
+    }
+
+    /// At-least-once: the cut's records are acknowledged; the production handler judges those
+    /// that failed, then the consumer group gets the offsets.
+    fn commit_offsets(&mut self, consumer: &Consumer_) -> Result<()> {
+        let Some(mut in_flight) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let committing = Instant::now();
+        self.producer.check_failures()?;
+        if let Some((_, tpl)) = in_flight.awaiting.take() {
+            if tpl.count() > 0 {
+                consumer.commit(&tpl, CommitMode::Sync).map_err(|e| {
+                    StreamsError::kafka(format!("committing offsets of thread {}", self.name), e)
+                })?;
+            }
+        }
+        self.metrics.commit_time += committing.elapsed();
+        self.metrics.commit_wait_time += in_flight.started.elapsed();
+        self.finish_commit(in_flight)
     }
 
     fn end_in_flight(&mut self, outcome: Option<Result<()>>) -> Result<()> {

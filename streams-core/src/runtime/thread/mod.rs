@@ -182,7 +182,7 @@ pub(crate) struct ThreadCore {
     failing_since: Option<Instant>,
     /// An error raised inside a rebalance callback, reported by the next round.
     pending_error: Option<StreamsError>,
-    /// The commit Kafka has not answered yet (exactly-once).
+    /// The commit Kafka has not answered yet.
     in_flight: Option<commit::InFlight>,
     /// What interactive queries and the instance's metadata see of this thread's tasks.
     shared_view: SharedView,
@@ -362,10 +362,10 @@ impl ThreadCore {
                 self.start_running(consumer, id, ends)?;
             }
         }
-        self.poll_in_flight()?;
+        self.poll_in_flight(consumer)?;
         if self.producer.held() > MAX_HELD {
             // Kafka is slow to commit: let the records held meanwhile not pile up.
-            self.wait_in_flight()?;
+            self.wait_in_flight(consumer)?;
         }
         let processed_before = self.processed_by_tasks();
         let started = Instant::now();
@@ -379,7 +379,7 @@ impl ThreadCore {
         }
         self.punctuate_wall_clock()?;
         self.pause_parked(consumer);
-        self.poll_in_flight()?;
+        self.poll_in_flight(consumer)?;
         if self.commit_due() {
             self.start_commit(consumer)?;
         }

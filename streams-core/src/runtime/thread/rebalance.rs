@@ -240,6 +240,8 @@ impl ThreadCore {
                     self.recover(reason, Recovery::Revive)?;
                 }
             } else {
+                // A lost member's offsets would be refused: the commit in flight is moot.
+                self.give_up_offsets();
                 for id in affected {
                     self.close_task(id, false)?;
                 }

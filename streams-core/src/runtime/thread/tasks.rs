@@ -338,8 +338,8 @@ impl ThreadCore {
                 since.elapsed().as_secs()
             )));
         }
-        // The commit in flight, if any, ends first: what it committed is where to resume.
-        if let Err(e) = self.wait_in_flight() {
+        // The transaction in flight, if any, ends first: what it committed is where to resume.
+        if let Err(e) = self.wait_transaction() {
             tracing::debug!(thread = %self.name, error = %e, "the commit in flight failed too");
         }
         self.recoveries_in_a_row += 1;
