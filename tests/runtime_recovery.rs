@@ -450,15 +450,23 @@ fn an_at_least_once_commit_waits_for_its_outputs_to_be_acknowledged() {
         Arc::new(AtomicBool::new(false)),
         |c| c,
     );
-    a.kafka.set_partition_leader(&a.input, 0, 1).expect("input leader");
-    a.kafka.set_partition_leader(&a.output, 0, 2).expect("output leader");
-    a.kafka.set_group_coordinator(&a.id, 1).expect("group coordinator");
+    a.kafka
+        .set_partition_leader(&a.input, 0, 1)
+        .expect("input leader");
+    a.kafka
+        .set_partition_leader(&a.output, 0, 2)
+        .expect("output leader");
+    a.kafka
+        .set_group_coordinator(&a.id, 1)
+        .expect("group coordinator");
     let (first, second) = INPUT.split_at(4);
     produce(&a.kafka, &a.input, first);
     a.streams.start().expect("start");
-    wait_for("the first records' offsets", Duration::from_secs(60), || {
-        committed_offset(&a.kafka, &a.id, &a.input) == Some(first.len() as i64)
-    });
+    wait_for(
+        "the first records' offsets",
+        Duration::from_secs(60),
+        || committed_offset(&a.kafka, &a.id, &a.input) == Some(first.len() as i64),
+    );
 
     let slow = Duration::from_secs(6);
     a.kafka.set_round_trip_time(2, slow).expect("slow broker");
@@ -478,9 +486,11 @@ fn an_at_least_once_commit_waits_for_its_outputs_to_be_acknowledged() {
     a.kafka
         .set_round_trip_time(2, Duration::ZERO)
         .expect("broker back to speed");
-    wait_for("the second records' offsets", Duration::from_secs(60), || {
-        committed_offset(&a.kafka, &a.id, &a.input) == Some(INPUT.len() as i64)
-    });
+    wait_for(
+        "the second records' offsets",
+        Duration::from_secs(60),
+        || committed_offset(&a.kafka, &a.id, &a.input) == Some(INPUT.len() as i64),
+    );
     let out = read_values(&a.kafka, &a.output, Duration::from_secs(30), |v| {
         INPUT.iter().all(|x| v.iter().any(|y| y == x))
     });

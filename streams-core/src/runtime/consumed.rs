@@ -1,5 +1,5 @@
-//! Reading consumed records out of librdkafka, where rdkafka's safe accessors fall short (the
-//! only `unsafe` code of the crate).
+//! Reading consumed records out of librdkafka, where rdkafka's safe accessors fall short (with
+//! [`super::produce`], the crate's `unsafe` code).
 //!
 //! Headers: rdkafka's safe header accessors turn each header name into a `&str` with an
 //! `unwrap`, so one record whose header name is not UTF-8 would panic the stream thread on every

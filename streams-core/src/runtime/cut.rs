@@ -94,7 +94,10 @@ mod tests {
         assert!(acks.reached(cut));
         let next = epochs.cut();
         assert_eq!(next, Cut { epoch: 1, sent: 1 });
-        assert!(acks.reached(next), "its record was acknowledged before the cut");
+        assert!(
+            acks.reached(next),
+            "its record was acknowledged before the cut"
+        );
     }
 
     #[test]
@@ -107,6 +110,9 @@ mod tests {
         assert_eq!(empty.sent, 0);
         acks.record(abandoned.epoch);
         assert!(acks.reached(empty));
-        assert!(acks.acked.is_empty(), "the abandoned epoch's count is dropped");
+        assert!(
+            acks.acked.is_empty(),
+            "the abandoned epoch's count is dropped"
+        );
     }
 }

@@ -29,6 +29,7 @@ pub(crate) mod held;
 pub mod kafka_streams;
 pub mod metadata;
 pub mod metrics;
+pub(crate) mod produce;
 pub(crate) mod producer;
 pub(crate) mod purge;
 pub mod queries;

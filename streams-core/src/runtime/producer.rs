@@ -26,12 +26,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Message, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::message::Message;
+use rdkafka::producer::{DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::{ClientConfig, ClientContext, TopicPartitionList};
 
 use super::cut::{Cut, EpochAcks, Epochs};
 use super::held::HeldRecords;
+use super::produce::{Produced, TopicHandles};
 use crate::collector::{OutgoingRecord, RecordCollector};
 use crate::config::ProcessingGuarantee;
 use crate::dead_letter::{DeadLetterQueue, FailedRecord};
@@ -110,6 +111,8 @@ impl ProducerContext for TrackingContext {
 
 /// A stream thread's producer; see the [module docs](self).
 pub(crate) struct StreamsProducer {
+    /// Declared before the client, so that the handles are released first.
+    topics: TopicHandles,
     producer: ThreadedProducer<TrackingContext>,
     deliveries: Arc<Mutex<Deliveries>>,
     guarantee: ProcessingGuarantee,
@@ -162,6 +165,7 @@ impl StreamsProducer {
             })
             .map_err(|e| StreamsError::kafka(format!("creating producer {client_id}"), e))?;
         let me = StreamsProducer {
+            topics: TopicHandles::default(),
             producer,
             deliveries,
             guarantee,
@@ -295,40 +299,24 @@ impl StreamsProducer {
             }
         }
         self.begin_if_needed()?;
-        let mut headers = None;
-        if !record.headers.is_empty() {
-            let mut h = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in record.headers.iter() {
-                h = h.insert(Header { key, value });
-            }
-            headers = Some(h);
-        }
-        let mut base: BaseRecord<'_, [u8], [u8], usize> =
-            BaseRecord::with_opaque_to(record.topic, self.epochs.current());
-        if let Some(key) = record.key {
-            base = base.key(key);
-        }
-        if let Some(value) = record.value {
-            base = base.payload(value);
-        }
-        if let Some(partition) = record.partition {
-            base = base.partition(partition);
-        }
-        if record.timestamp >= 0 {
-            base = base.timestamp(record.timestamp);
-        }
-        if let Some(h) = headers {
-            base = base.headers(h);
-        }
+        let produced = Produced {
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            timestamp: record.timestamp,
+            headers: record.headers,
+            opaque: self.epochs.current(),
+        };
         // Read the clock only once the queue is full: this is the per-record path.
         let mut deadline = None;
         loop {
-            match self.producer.send(base) {
+            match self.topics.produce(self.producer.client(), &produced) {
                 Ok(()) => {
                     self.epochs.sent();
                     return Ok(());
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                Err(KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull)) => {
                     let deadline =
                         *deadline.get_or_insert_with(|| Instant::now() + QUEUE_FULL_TIMEOUT);
                     if Instant::now() >= deadline {
@@ -337,11 +325,10 @@ impl StreamsProducer {
                             self.client_id, record.topic
                         )));
                     }
-                    base = returned;
                     // The background thread drains the queue; give it a moment.
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => return self.send_error(record, e),
+                Err(e) => return self.send_error(record, e),
             }
         }
     }

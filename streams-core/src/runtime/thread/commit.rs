@@ -220,7 +220,11 @@ impl ThreadCore {
     /// a failure, or when the partitions were lost to the group): processing resumes from the
     /// commit before, as at-least-once allows.
     pub(crate) fn give_up_offsets(&mut self) {
-        if self.in_flight.as_ref().is_some_and(|f| f.awaiting.is_some()) {
+        if self
+            .in_flight
+            .as_ref()
+            .is_some_and(|f| f.awaiting.is_some())
+        {
             tracing::debug!(thread = %self.name, "giving up the at-least-once commit in flight");
             self.in_flight = None;
         }
