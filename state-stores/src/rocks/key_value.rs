@@ -227,6 +227,8 @@ impl StateStore for RocksDbKeyValueStore {
         self.db()?
             .write_opt(batch, &write_options())
             .map_err(|e| self.err(e))?;
+        // A commit that returned survives a killed process: the log leaves the process now.
+        self.db()?.flush_wal(false).map_err(|e| self.err(e))?;
         self.sealed.clear();
         if changelog_offset.is_some() {
             self.offset = changelog_offset;

@@ -12,9 +12,13 @@
 //!
 //! Each store records, inside its own database, the changelog offset it was last committed at
 //! ([`StateStore::commit`](crate::StateStore::commit)): a restart restores only the changelog from
-//! there. Writes go to the write-ahead log without syncing it (a killed process loses nothing the
-//! kernel has; after a power loss RocksDB recovers a consistent prefix of the log, so the offset
-//! never runs ahead of the data it describes); [`flush`](crate::StateStore::flush) syncs the WAL.
+//! there. Writes go to the write-ahead log, which is buffered in the process (up to 64 KiB) and
+//! written to its file when the buffer fills or a [`commit`](crate::StateStore::commit) returns;
+//! [`flush`](crate::StateStore::flush) also syncs it. A killed process loses at most the writes
+//! after its last commit that were still buffered, and a power loss what the kernel had not
+//! written; either way RocksDB recovers a prefix of the log, and an offset is written after the
+//! data it describes, so the offset never runs ahead of the data: the store restores the rest
+//! from its changelog.
 //!
 //! A store opened *transactional* (exactly-once) keeps the writes of the open transaction in
 //! memory (an overlay that reads see) and applies them at the commit, in one write batch with the offset:
@@ -221,6 +225,10 @@ impl RocksDbMemory {
         // Each file being written (the WAL, a flush, a compaction) buffers up to this much;
         // RocksDB's 1 MiB default is 64 MiB outside the budget for 64 stores' WALs alone.
         options.set_writable_file_max_buffer_size(64 << 10);
+        // The WAL is written to its file when that buffer fills or a flush asks, not once per
+        // write: a window cache evicting entry by entry made a `write` system call per record
+        // (a sixth of the hopping-window thread). See the module docs on what a kill loses.
+        options.set_manual_wal_flush(true);
         // Every database keeps an info log; at the default level it dumps all options on open
         // and statistics every few minutes. Warnings and errors are what an operator needs.
         options.set_log_level(rocksdb::LogLevel::Warn);

@@ -462,6 +462,8 @@ impl Segments {
         self.db()?
             .write_opt(batch, &write_options())
             .map_err(|e| self.err(e))?;
+        // A commit that returned survives a killed process: the log leaves the process now.
+        self.db()?.flush_wal(false).map_err(|e| self.err(e))?;
         if offset.is_some() {
             self.offset = offset;
         }
