@@ -47,7 +47,8 @@ pub(crate) struct Produced<'a> {
     pub(crate) partition: Option<i32>,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) value: Option<&'a [u8]>,
-    /// Epoch milliseconds; negative: librdkafka stamps the current time.
+    /// Epoch milliseconds; zero or negative: librdkafka stamps the current time (as with
+    /// rdkafka's `send`, which passes 0 for none).
     pub(crate) timestamp: i64,
     pub(crate) headers: &'a Headers,
     /// Comes back with the record's delivery report (rdkafka's `usize` delivery opaque).

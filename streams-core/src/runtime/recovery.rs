@@ -44,6 +44,7 @@ fn transient(code: RDKafkaErrorCode) -> bool {
         RequestTimedOut
             | OperationTimedOut
             | NotCoordinator
+            | WaitingForCoordinator
             | CoordinatorNotAvailable
             | CoordinatorLoadInProgress
             | NotLeaderForPartition
@@ -138,6 +139,13 @@ mod tests {
                 RDKafkaErrorCode::CoordinatorLoadInProgress
             ))),
             Recovery::Revive
+        );
+        assert_eq!(
+            classify(&kafka(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::WaitingForCoordinator
+            ))),
+            Recovery::Revive,
+            "a commit tried before the client found the coordinator again (a broker came back)"
         );
         assert_eq!(
             classify(&StreamsError::Store(StoreError::Changelog {
