@@ -419,3 +419,75 @@ fn a_kill_after_restoring_never_leaves_an_offset_past_lost_records() {
         assert_eq!(got, oracle, "after {step}");
     }
 }
+
+const WINDOW_KILL_ENV: &str = "KSTREAMS_WINDOW_KILL_DIR";
+
+/// Run as a child process by the test below: a window store commits two windows of its first
+/// segment, updates one of them, then sees a time that expires the segment, and dies without
+/// closing anything, as under SIGKILL.
+#[test]
+fn window_kill_child() {
+    let Ok(dir) = std::env::var(WINDOW_KILL_ENV) else {
+        return; // only meaningful as the child of the test below
+    };
+    let memory = RocksDbMemory::new(32 << 20).expect("budget");
+    let mut store = StoreBuilder::rocksdb("windows", &dir, &memory)
+        .build_window(100, Some(50))
+        .expect("open store");
+    store.put(b"v", 20, Some(b"v-committed")).expect("put");
+    store.put(b"w", 10, Some(b"w-committed")).expect("put");
+    store.commit(Some(1)).expect("commit");
+    // Logged at changelog offset 1, after the commit.
+    store.put(b"w", 10, Some(b"w-updated")).expect("put");
+    // Stream time 500: the retention floor (400) passes the first segment, which is dropped.
+    store.put(b"x", 500, Some(b"x")).expect("put");
+    println!("CHILD: window done");
+    std::process::abort();
+}
+
+/// A window store killed after a segment expired, before its next commit, keeps the segment
+/// expired: restoring the changelog tail after its offset (an update of one of the segment's
+/// windows) must not bring back that window while the segment's other windows stay lost.
+#[test]
+fn a_kill_after_a_segment_expired_never_brings_part_of_it_back() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let path = root.path().join("windows");
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "window_kill_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(WINDOW_KILL_ENV, &path)
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("CHILD: window done") && !out.status.success(),
+        "the child ran to its kill: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let memory = RocksDbMemory::new(32 << 20).expect("budget");
+    let mut store = StoreBuilder::rocksdb("windows", &path, &memory)
+        .build_window(100, Some(50))
+        .expect("reopen");
+    assert_eq!(store.committed_offset().expect("offset"), Some(1));
+    // The changelog after offset 1 holds the update of `w` (the record at time 500 was never
+    // delivered, say).
+    store
+        .restore_batch(&[ChangelogRecord {
+            offset: 1,
+            key: keys::window_key(b"w", 10),
+            value: Some(b"w-updated".to_vec()),
+        }])
+        .expect("restore");
+    store.restore_complete().expect("complete");
+    let v = store.fetch(b"v", 20).expect("fetch v");
+    let w = store.fetch(b"w", 10).expect("fetch w");
+    assert_eq!(
+        (v.as_deref(), w.as_deref()),
+        (None, None),
+        "the expired segment stays expired, not half restored"
+    );
+}

@@ -175,6 +175,17 @@ impl Segments {
     fn drop_expired(&mut self, observed: i64) -> Result<()> {
         let min_live = self.segment_of(retention_floor(observed, self.retention));
         let expired: Vec<i64> = self.live.range(..min_live).copied().collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        // A dropped segment is gone at once and for good. The stream time that expired it must
+        // be on disk first: a restart that read an older one would take the segment's windows
+        // for live, and restoring the changelog tail would bring back only the part of them
+        // written since the last commit.
+        let db = self.db()?;
+        db.put_opt(OBSERVED_KEY, observed.to_be_bytes(), &write_options())
+            .and_then(|()| db.flush_wal(true))
+            .map_err(|e| self.err(e))?;
         for id in expired {
             let db = self.db.as_mut().ok_or_else(|| StoreError::Closed {
                 store: self.name.clone(),

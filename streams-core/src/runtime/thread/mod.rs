@@ -86,9 +86,11 @@ pub struct ThreadMetrics {
     /// Time the thread spent on commits itself: flushing tasks, waiting for Kafka where it had
     /// to, recording store offsets.
     pub commit_time: Duration,
-    /// Time Kafka took to answer commits: the producer's flush and the offset commit
-    /// (at-least-once, in `commit_time`), or the transaction's commit (exactly-once, overlapped
-    /// with processing except when revocation or shutdown wait for it).
+    /// Time Kafka took to answer commits, from each commit's start: until the records sent
+    /// before it were acknowledged and the offsets committed (at-least-once), or until the
+    /// transaction committed (exactly-once). Processing goes on meanwhile; where the thread had
+    /// to wait instead (a slow acknowledgement, revocation, shutdown), that time is also in
+    /// `commit_time`.
     pub commit_wait_time: Duration,
     /// Changelog records restored.
     pub restored: u64,
