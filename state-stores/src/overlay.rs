@@ -94,9 +94,14 @@ impl Overlay {
         std::mem::take(&mut self.entries)
     }
 
-    /// Lays `newer` over this overlay (its writes win).
-    pub(crate) fn absorb(&mut self, newer: BTreeMap<Vec<u8>, Option<Vec<u8>>>) {
-        for (key, value) in newer {
+    /// Lays `newer` over this overlay (its writes win). An empty overlay (the usual case: the
+    /// commit before applied it) takes `newer` whole instead of re-inserting every write.
+    pub(crate) fn absorb(&mut self, newer: Overlay) {
+        if self.entries.is_empty() {
+            *self = newer;
+            return;
+        }
+        for (key, value) in newer.entries {
             self.put(&key, value.as_deref());
         }
     }
@@ -233,5 +238,31 @@ mod tests {
         assert_eq!(taken.len(), 2);
         assert!(o.is_empty());
         assert_eq!(o.bytes(), 0);
+    }
+
+    #[test]
+    fn absorbing_lays_newer_writes_over_older_ones_with_their_bytes() {
+        let newer = |writes: &[(&[u8], Option<&[u8]>)]| {
+            let mut o = Overlay::default();
+            for (k, v) in writes {
+                o.put(k, *v);
+            }
+            o
+        };
+        // Into an empty overlay: taken whole.
+        let mut sealed = Overlay::default();
+        let first = newer(&[(b"a", Some(b"1")), (b"b", None)]);
+        let first_bytes = first.bytes();
+        sealed.absorb(first);
+        assert_eq!(sealed.bytes(), first_bytes);
+        assert_eq!(sealed.get(b"a"), Some(Some(&b"1"[..])));
+        // Over a non-empty one: newer writes win, bytes follow.
+        sealed.absorb(newer(&[(b"a", None), (b"c", Some(b"3"))]));
+        let want = newer(&[(b"a", None), (b"b", None), (b"c", Some(b"3"))]);
+        assert_eq!(sealed.bytes(), want.bytes());
+        assert_eq!(
+            sealed.iter().collect::<Vec<_>>(),
+            want.iter().collect::<Vec<_>>()
+        );
     }
 }

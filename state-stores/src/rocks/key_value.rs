@@ -201,8 +201,7 @@ impl StateStore for RocksDbKeyValueStore {
         start_flush(self.db()?, []).map_err(|e| self.err(e))
     }
     fn prepare_commit(&mut self) -> Result<()> {
-        let pending = self.pending.take();
-        self.sealed.absorb(pending);
+        self.sealed.absorb(std::mem::take(&mut self.pending));
         Ok(())
     }
     fn commit(&mut self, changelog_offset: Option<i64>) -> Result<()> {

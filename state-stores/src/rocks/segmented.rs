@@ -424,8 +424,7 @@ impl Segments {
 
     /// Seals the pending writes, and the observed stream time, for the next commit.
     fn prepare_commit(&mut self) {
-        let pending = self.pending.take();
-        self.sealed.absorb(pending);
+        self.sealed.absorb(std::mem::take(&mut self.pending));
         self.sealed_observed = self.observed;
     }
 
