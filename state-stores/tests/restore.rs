@@ -315,6 +315,22 @@ fn restored_oracle() -> BTreeMap<Vec<u8>, Vec<u8>> {
     oracle
 }
 
+/// Runs the test `child` of this binary in its own process with `env`, and checks that it
+/// printed `done` and then died (it aborts, as under SIGKILL).
+fn run_to_kill(child: &str, env: &[(&str, &std::ffi::OsStr)], done: &str) {
+    let out = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", child, "--nocapture", "--test-threads=1"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(done) && !out.status.success(),
+        "the child {child} ran to its kill: {stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Run as a child process by the test below: restores the changelog into a RocksDB store (whose
 /// restored writes skip the WAL), then, as `KSTREAMS_RESTORE_KILL_STEP` says, commits or not,
 /// and dies without closing anything, as under SIGKILL.
@@ -370,22 +386,13 @@ fn a_kill_after_restoring_never_leaves_an_offset_past_lost_records() {
     for step in ["complete", "complete-commit", "commit", "commit-write"] {
         let root = tempfile::tempdir().expect("tempdir");
         let path = root.path().join("counts");
-        let out = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "restore_kill_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(KILL_ENV, &path)
-            .env("KSTREAMS_RESTORE_KILL_STEP", step)
-            .output()
-            .expect("run child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            stdout.contains(&format!("CHILD: {step} done")) && !out.status.success(),
-            "the child ran to its kill ({step}): {stdout} {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_to_kill(
+            "restore_kill_child",
+            &[
+                (KILL_ENV, path.as_os_str()),
+                ("KSTREAMS_RESTORE_KILL_STEP", step.as_ref()),
+            ],
+            &format!("CHILD: {step} done"),
         );
         let memory = RocksDbMemory::new(32 << 20).expect("budget");
         let mut store = StoreBuilder::rocksdb("counts", &path, &memory)
@@ -452,21 +459,10 @@ fn window_kill_child() {
 fn a_kill_after_a_segment_expired_never_brings_part_of_it_back() {
     let root = tempfile::tempdir().expect("tempdir");
     let path = root.path().join("windows");
-    let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "window_kill_child",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(WINDOW_KILL_ENV, &path)
-        .output()
-        .expect("run child");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("CHILD: window done") && !out.status.success(),
-        "the child ran to its kill: {stdout} {}",
-        String::from_utf8_lossy(&out.stderr)
+    run_to_kill(
+        "window_kill_child",
+        &[(WINDOW_KILL_ENV, path.as_os_str())],
+        "CHILD: window done",
     );
     let memory = RocksDbMemory::new(32 << 20).expect("budget");
     let mut store = StoreBuilder::rocksdb("windows", &path, &memory)
