@@ -7,6 +7,12 @@
 //! C API instead and keeps such a name as lossy UTF-8 (invalid bytes become U+FFFD), logged and
 //! counted; the record is processed like any other.
 //!
+//! librdkafka parses a record's headers on first access, and for a record without headers that
+//! still costs a buffer allocated and freed (every v2 record carries a header count, even a zero
+//! one): about 5% of a pass-through stream thread. [`read_headers`] reads the count's first byte
+//! itself when the linked librdkafka is the one whose message layout this module mirrors
+//! ([`NativeMsg`]), and skips the parse when it is zero.
+//!
 //! Topics: rdkafka's `Message::topic` measures and checks the name's UTF-8 on every call, a
 //! noticeable cost per record on the hot path. [`topic_handle`] gives librdkafka's handle of the
 //! record's topic instead: one handle per topic and client, so comparing handles tells whether
@@ -17,11 +23,79 @@ use rdkafka::message::BorrowedMessage;
 
 use crate::record::Headers;
 
+/// librdkafka 2.12.1's `rd_kafka_msg_t` (`rdkafka_msg.h`) up to the consumer's unparsed headers:
+/// the public message, the queue link, flags, timestamp type and value, parsed headers, status,
+/// broker id, then the union whose consumer arm starts with the headers' bytes
+/// (`rd_kafkap_bytes_t`: length, then pointer). Read only when [`layout_matches`] holds.
+#[repr(C)]
+struct NativeMsg {
+    message: rd::rd_kafka_message_t,
+    link: [*mut std::ffi::c_void; 2],
+    flags: std::ffi::c_int,
+    timestamp_type: std::ffi::c_int,
+    timestamp: i64,
+    headers: *mut rd::rd_kafka_headers_t,
+    status: std::ffi::c_int,
+    broker_id: i32,
+    raw_headers_len: i32,
+    raw_headers: *const u8,
+}
+
+/// The librdkafka release whose `rd_kafka_msg_t` [`NativeMsg`] mirrors.
+const MIRRORED_VERSION: std::ffi::c_int = 0x020c_01ff;
+
+/// Whether the linked librdkafka is the release [`NativeMsg`] mirrors (checked once).
+#[allow(unsafe_code)]
+fn layout_matches() -> bool {
+    static MATCHES: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    // SAFETY: `rd_kafka_version` only returns a constant.
+    *MATCHES.get_or_init(|| unsafe { rd::rd_kafka_version() } == MIRRORED_VERSION)
+}
+
+/// Whether `message` certainly has no headers (its header count is zero), read without
+/// librdkafka's parse; `false` when that cannot be told here (another librdkafka, headers
+/// already parsed, or a count that is not zero).
+#[allow(unsafe_code)]
+fn surely_without_headers(message: &BorrowedMessage<'_>) -> bool {
+    if !layout_matches() {
+        return false;
+    }
+    let ptr = message.ptr().cast::<NativeMsg>();
+    // SAFETY: a consumed message is the first field of librdkafka's `rd_kafka_msg_t`, which
+    // `NativeMsg` mirrors for the version checked above; the message is live while borrowed.
+    let native = unsafe { &*ptr };
+    // Cross-check the mirror against two public accessors that read the fields just before the
+    // headers' bytes; on any mismatch the caller takes librdkafka's parse.
+    let mut timestamp_type = rd::rd_kafka_timestamp_type_t::RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    // SAFETY: `message.ptr()` is live; both accessors only read it.
+    let (timestamp, broker_id) = unsafe {
+        (
+            rd::rd_kafka_message_timestamp(message.ptr(), &mut timestamp_type),
+            rd::rd_kafka_message_broker_id(message.ptr()),
+        )
+    };
+    if timestamp != native.timestamp
+        || broker_id != native.broker_id
+        || timestamp_type as std::ffi::c_int != native.timestamp_type
+        || !native.headers.is_null()
+        || native.raw_headers_len < 1
+        || native.raw_headers.is_null()
+    {
+        return false;
+    }
+    // SAFETY: the headers' bytes are `raw_headers_len` (>= 1) bytes at `raw_headers`, inside the
+    // fetched buffer the message keeps alive. A varint count of zero is the single byte 0.
+    unsafe { *native.raw_headers == 0 }
+}
+
 /// The headers of `message`, and how many of their names were not UTF-8.
 #[allow(unsafe_code)]
 pub(crate) fn read_headers(message: &BorrowedMessage<'_>) -> (Headers, usize) {
     let mut headers = Headers::new();
     let mut lossy = 0;
+    if surely_without_headers(message) {
+        return (headers, 0);
+    }
     let mut native: *mut rd::rd_kafka_headers_t = std::ptr::null_mut();
     // SAFETY: `message.ptr()` is a live message for as long as `message` is borrowed; librdkafka
     // parses its headers on demand and hands back a pointer it owns, valid as long as the
@@ -78,4 +152,86 @@ pub(crate) fn topic_handle(message: &BorrowedMessage<'_>) -> usize {
     // SAFETY: `message.ptr()` is a live message for as long as `message` is borrowed; its
     // public `rkt` field is the topic handle librdkafka keeps while the message lives.
     unsafe { (*message.ptr()).rkt as usize }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embedded::EmbeddedKafka;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    use rdkafka::Message;
+    use std::time::{Duration, Instant};
+
+    /// The mirrored layout is the linked librdkafka's: a record without headers is told apart
+    /// without the parse, and records with headers (a null value among them) still read in full.
+    #[test]
+    fn records_without_headers_skip_the_parse_and_others_read_in_full() {
+        let kafka = EmbeddedKafka::start().unwrap();
+        kafka.create_topic("hdrs", 1).unwrap();
+        let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .create()
+            .unwrap();
+        let with = || {
+            OwnedHeaders::new()
+                .insert(Header {
+                    key: "a",
+                    value: Some("1"),
+                })
+                .insert(Header::<&[u8]> {
+                    key: "b",
+                    value: None,
+                })
+        };
+        for i in 0..6 {
+            let mut record = BaseRecord::<str, str>::to("hdrs").key("k").payload("v");
+            if i % 2 == 1 {
+                record = record.headers(with());
+            }
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka.bootstrap_servers())
+            .set("group.id", "hdrs")
+            .set("auto.offset.reset", "earliest")
+            .create()
+            .unwrap();
+        consumer.subscribe(&["hdrs"]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = 0;
+        while seen < 6 && Instant::now() < deadline {
+            let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+                continue;
+            };
+            let m = m.unwrap();
+            let has_headers = m.offset() % 2 == 1;
+            assert_eq!(
+                surely_without_headers(&m),
+                !has_headers,
+                "offset {}: the mirrored rd_kafka_msg_t does not match the linked librdkafka",
+                m.offset()
+            );
+            let (headers, lossy) = read_headers(&m);
+            assert_eq!(lossy, 0);
+            let read: Vec<(String, Option<Vec<u8>>)> = headers
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.map(<[u8]>::to_vec)))
+                .collect();
+            let want = if has_headers {
+                vec![
+                    ("a".to_owned(), Some(b"1".to_vec())),
+                    ("b".to_owned(), None),
+                ]
+            } else {
+                vec![]
+            };
+            assert_eq!(read, want, "offset {}", m.offset());
+            seen += 1;
+        }
+        assert_eq!(seen, 6, "every record consumed");
+    }
 }
