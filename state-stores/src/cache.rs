@@ -21,6 +21,9 @@ use std::sync::Arc;
 /// Bytes charged per entry beyond its key and value (slab slot, index and ordered-set nodes).
 const ENTRY_OVERHEAD: usize = 128;
 
+/// An eviction frees this fraction (1/n) of the budget below it.
+const EVICTION_HEADROOM: usize = 64;
+
 /// A byte budget shared by several record caches (Kafka Streams' `statestore.cache.max.bytes`
 /// divided among stream threads). Cheap to clone.
 #[derive(Debug, Clone)]
@@ -57,6 +60,14 @@ impl CacheBudget {
 
     fn over(&self) -> bool {
         self.used_bytes() > self.inner.max_bytes
+    }
+
+    /// Whether an eviction that started must go on: it frees down to
+    /// [`EVICTION_HEADROOM`] below the budget, so that the entries it writes down go to the
+    /// store as one batch, not one write per cached put.
+    fn above_low_water(&self) -> bool {
+        let max = self.inner.max_bytes;
+        self.used_bytes() > max - max / EVICTION_HEADROOM
     }
 
     fn charge(&self, bytes: usize) {
@@ -317,11 +328,12 @@ impl RecordCache {
         !self.index.is_empty() && self.budget.over()
     }
 
-    /// Evicts least recently written entries until the shared budget holds or this cache is
-    /// empty; returns the dirty ones, oldest first, to be written down.
+    /// Evicts least recently written entries until the shared budget holds with a margin
+    /// (1/[`EVICTION_HEADROOM`] of it) or this cache is empty; returns the dirty ones, oldest
+    /// first, to be written down.
     pub(crate) fn evict(&mut self) -> Vec<DirtyEntry> {
         let mut dirty = Vec::new();
-        while self.needs_eviction() && self.lru.head != NIL {
+        while self.budget.above_low_water() && self.lru.head != NIL {
             let (key, entry) = self.remove_slot(self.lru.head);
             if entry.dirty {
                 dirty.push(DirtyEntry {
@@ -419,15 +431,51 @@ mod tests {
         cache.put(b"d", Some(b"5".to_vec()));
         assert!(cache.needs_eviction());
         let evicted = cache.evict();
+        // Down to the headroom below the budget: with room for three entries, freeing one
+        // leaves exactly the budget, so the next oldest goes too.
         assert_eq!(
             evicted,
-            vec![DirtyEntry {
-                key: b"b".to_vec(),
-                value: Some(b"2".to_vec()),
-                below: None,
-            }]
+            vec![
+                DirtyEntry {
+                    key: b"b".to_vec(),
+                    value: Some(b"2".to_vec()),
+                    below: None,
+                },
+                DirtyEntry {
+                    key: b"c".to_vec(),
+                    value: Some(b"3".to_vec()),
+                    below: None,
+                }
+            ]
         );
-        assert!(budget.used_bytes() <= budget.max_bytes());
+        let max = budget.max_bytes();
+        assert!(budget.used_bytes() <= max - max / EVICTION_HEADROOM);
+        assert!(cache.get(b"a").is_some() && cache.get(b"d").is_some());
+    }
+
+    #[test]
+    fn an_eviction_stops_at_the_headroom_below_the_budget() {
+        let entry = ENTRY_OVERHEAD + 4;
+        let budget = CacheBudget::new(1000 * entry);
+        let mut cache = RecordCache::new(budget.clone());
+        for i in 0..1001u32 {
+            cache.put(&i.to_be_bytes(), Some(b"".to_vec()));
+        }
+        assert!(cache.needs_eviction());
+        let evicted = cache.evict();
+        let max = budget.max_bytes();
+        let low_water = max - max / EVICTION_HEADROOM;
+        assert!(budget.used_bytes() <= low_water);
+        assert!(
+            budget.used_bytes() + entry > low_water,
+            "no more than needed"
+        );
+        let keys: Vec<Vec<u8>> = evicted.into_iter().map(|d| d.key).collect();
+        let oldest: Vec<Vec<u8>> = (0..keys.len() as u32)
+            .map(|i| i.to_be_bytes().to_vec())
+            .collect();
+        assert_eq!(keys, oldest, "oldest first");
+        assert!(!cache.needs_eviction());
     }
 
     #[test]

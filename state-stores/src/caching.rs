@@ -241,10 +241,8 @@ impl CachingWindowStore {
                 Some(wk) => self.inner.fetch(&wk.key, wk.start),
                 None => Ok(None),
             })?;
-        for (key, value) in &entries {
-            if let Some(wk) = keys::decode_window_key(key) {
-                self.inner.put(&wk.key, wk.start, value.as_deref())?;
-            }
+        if !entries.is_empty() {
+            self.inner.put_all(&entries)?;
         }
         record_emissions(self.emit, entries, olds, &mut self.emissions);
         Ok(())

@@ -203,6 +203,16 @@ impl WindowBytesStore for LoggedWindowStore {
             value,
         )
     }
+    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        self.inner.put_all(entries)?;
+        for (window_key, value) in entries {
+            if keys::decode_window_key(window_key).is_some() {
+                self.changelog
+                    .log(self.inner.name(), window_key, value.as_deref())?;
+            }
+        }
+        Ok(())
+    }
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
         self.inner.fetch(key, window_start)
     }

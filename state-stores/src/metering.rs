@@ -222,6 +222,9 @@ impl WindowBytesStore for MeteredWindowStore {
             ),
         }
     }
+    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        timed!(self.metrics, puts, self.inner.put_all(entries))
+    }
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
         timed!(self.metrics, gets, self.inner.fetch(key, window_start))
     }

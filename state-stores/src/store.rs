@@ -233,6 +233,18 @@ pub trait WindowBytesStore: StateStore {
     /// Writes to windows that have expired are dropped.
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> Result<()>;
 
+    /// Writes `entries`, each an encoded window key (`keys::window_key`) with its value or
+    /// `None` to delete, as [`put`](Self::put) one after the other would; a store may write
+    /// them as one batch. (A key that does not decode as a window key is skipped.)
+    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        for (window_key, value) in entries {
+            if let Some(wk) = crate::keys::decode_window_key(window_key) {
+                self.put(&wk.key, wk.start, value.as_deref())?;
+            }
+        }
+        Ok(())
+    }
+
     /// The value of `key` in the window starting at `window_start`.
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>>;
 

@@ -947,3 +947,35 @@ fn a_pending_deletion_hides_a_window_of_a_later_segment() {
     ];
     run_window(stack, ops).map_err(|e| e.to_string()).unwrap();
 }
+
+/// Cached writes reach RocksDB as one batch per eviction or flush: a deletion in such a batch
+/// must delete the window written down by an earlier one, in every segment it touches.
+#[test]
+fn a_batched_write_down_deletes_windows_written_before() {
+    use WinOp::*;
+    for transactional in [false, true] {
+        let stack = Stack {
+            rocksdb: true,
+            transactional,
+            logging: true,
+            cache_bytes: Some(1 << 20),
+            metering: false,
+        };
+        let ops = vec![
+            Put(vec![1], 0, Some(vec![7])),
+            Put(vec![2], 15, Some(vec![8])),
+            Flush,
+            Commit,
+            Put(vec![1], 0, None),
+            Put(vec![2], 15, None),
+            Put(vec![3], 16, Some(vec![9])),
+            Flush,
+            Commit,
+            Reopen,
+            Fetch(vec![1], 0),
+            Fetch(vec![2], 15),
+            RestoreCopy(2),
+        ];
+        run_window(stack, ops).map_err(|e| e.to_string()).unwrap();
+    }
+}

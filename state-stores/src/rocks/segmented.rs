@@ -321,6 +321,45 @@ impl Segments {
         }
     }
 
+    /// Writes `entries` (time, encoded key, value or `None`) as [`write`](Self::write) one after
+    /// the other would, in one RocksDB batch. Stream time advances to the latest of them first:
+    /// an entry whose segment that expires would have been dropped with the segment anyway.
+    fn write_all(&mut self, entries: &[(i64, &[u8], Option<&[u8]>)]) -> Result<()> {
+        self.db()?; // a closed store refuses writes in both modes
+        let Some(latest) = entries.iter().map(|(time, _, _)| *time).max() else {
+            return Ok(());
+        };
+        self.advance_to(latest)?;
+        let floor = self.floor();
+        let live = entries.iter().filter(|(time, _, _)| *time >= floor);
+        if self.transactional {
+            for (_, key, value) in live {
+                self.pending.put(key, *value);
+            }
+            return Ok(());
+        }
+        for (time, _, value) in live.clone() {
+            if value.is_some() {
+                self.segment_for_write(*time)?;
+            }
+        }
+        let mut batch = WriteBatch::default();
+        for (time, key, value) in live {
+            let id = self.segment_of(*time);
+            if !self.live.contains(&id) {
+                continue; // a deletion in a segment never written
+            }
+            let cf = self.handle(id)?;
+            match value {
+                Some(value) => batch.put_cf(cf, key, value),
+                None => batch.delete_cf(cf, key),
+            }
+        }
+        self.db()?
+            .write_opt(batch, &write_options())
+            .map_err(|e| self.err(e))
+    }
+
     fn get(&self, time: i64, key: &[u8]) -> Result<Option<Vec<u8>>> {
         if time < self.floor() {
             return Ok(None);
@@ -641,6 +680,16 @@ impl WindowBytesStore for RocksDbWindowStore {
     fn put(&mut self, key: &[u8], window_start: i64, value: Option<&[u8]>) -> Result<()> {
         self.segments
             .write(window_start, &keys::window_key(key, window_start), value)
+    }
+    fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
+        let timed: Vec<(i64, &[u8], Option<&[u8]>)> = entries
+            .iter()
+            .filter_map(|(window_key, value)| {
+                let start = keys::decode_window_key(window_key)?.start;
+                Some((start, window_key.as_slice(), value.as_deref()))
+            })
+            .collect();
+        self.segments.write_all(&timed)
     }
     fn fetch(&self, key: &[u8], window_start: i64) -> Result<Option<Vec<u8>>> {
         self.segments
