@@ -39,6 +39,9 @@ const SEGMENT_PREFIX: &str = "segment.";
 /// The time an encoded key belongs to (window start, or session end).
 type TimeOf = fn(&[u8]) -> Option<i64>;
 
+/// A write for [`Segments::write_all`]: the window's time, its encoded key, the value or `None`.
+type TimedWrite<'a> = (i64, &'a [u8], Option<&'a [u8]>);
+
 /// The segment bookkeeping shared by window and session stores.
 struct Segments {
     name: String,
@@ -324,7 +327,7 @@ impl Segments {
     /// Writes `entries` (time, encoded key, value or `None`) as [`write`](Self::write) one after
     /// the other would, in one RocksDB batch. Stream time advances to the latest of them first:
     /// an entry whose segment that expires would have been dropped with the segment anyway.
-    fn write_all(&mut self, entries: &[(i64, &[u8], Option<&[u8]>)]) -> Result<()> {
+    fn write_all(&mut self, entries: &[TimedWrite<'_>]) -> Result<()> {
         self.db()?; // a closed store refuses writes in both modes
         let Some(latest) = entries.iter().map(|(time, _, _)| *time).max() else {
             return Ok(());
@@ -682,7 +685,7 @@ impl WindowBytesStore for RocksDbWindowStore {
             .write(window_start, &keys::window_key(key, window_start), value)
     }
     fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
-        let timed: Vec<(i64, &[u8], Option<&[u8]>)> = entries
+        let timed: Vec<TimedWrite<'_>> = entries
             .iter()
             .filter_map(|(window_key, value)| {
                 let start = keys::decode_window_key(window_key)?.start;
