@@ -21,7 +21,9 @@ use std::sync::Arc;
 /// Bytes charged per entry beyond its key and value (slab slot, index and ordered-set nodes).
 const ENTRY_OVERHEAD: usize = 128;
 
-/// An eviction frees this fraction (1/n) of the budget below it.
+/// An eviction frees 1/n of the budget below it, or of the evicting cache's own bytes if that is
+/// less: the entries it writes down then go to the store as one batch, not one write per cached
+/// put, and a small cache sharing the budget with a large one is not emptied for it.
 const EVICTION_HEADROOM: usize = 64;
 
 /// A byte budget shared by several record caches (Kafka Streams' `statestore.cache.max.bytes`
@@ -62,12 +64,10 @@ impl CacheBudget {
         self.used_bytes() > self.inner.max_bytes
     }
 
-    /// Whether an eviction that started must go on: it frees down to
-    /// [`EVICTION_HEADROOM`] below the budget, so that the entries it writes down go to the
-    /// store as one batch, not one write per cached put.
-    fn above_low_water(&self) -> bool {
-        let max = self.inner.max_bytes;
-        self.used_bytes() > max - max / EVICTION_HEADROOM
+    /// Whether an eviction that started must go on: until the budget holds with `headroom`
+    /// bytes to spare.
+    fn above(&self, headroom: usize) -> bool {
+        self.used_bytes() > self.inner.max_bytes.saturating_sub(headroom)
     }
 
     fn charge(&self, bytes: usize) {
@@ -329,11 +329,12 @@ impl RecordCache {
     }
 
     /// Evicts least recently written entries until the shared budget holds with a margin
-    /// (1/[`EVICTION_HEADROOM`] of it) or this cache is empty; returns the dirty ones, oldest
+    /// (see [`EVICTION_HEADROOM`]) or this cache is empty; returns the dirty ones, oldest
     /// first, to be written down.
     pub(crate) fn evict(&mut self) -> Vec<DirtyEntry> {
+        let headroom = self.budget.max_bytes().min(self.bytes) / EVICTION_HEADROOM;
         let mut dirty = Vec::new();
-        while self.budget.above_low_water() && self.lru.head != NIL {
+        while self.budget.above(headroom) && self.lru.head != NIL {
             let (key, entry) = self.remove_slot(self.lru.head);
             if entry.dirty {
                 dirty.push(DirtyEntry {
@@ -454,6 +455,36 @@ mod tests {
     }
 
     #[test]
+    fn a_small_cache_sharing_the_budget_frees_only_its_own_headroom() {
+        let entry = ENTRY_OVERHEAD + 4;
+        let budget = CacheBudget::new(1000 * entry);
+        let mut large = RecordCache::new(budget.clone());
+        let mut small = RecordCache::new(budget.clone());
+        for i in 0..10u32 {
+            small.put(&i.to_be_bytes(), Some(b"".to_vec()));
+        }
+        for i in 0..990u32 {
+            large.put(&i.to_be_bytes(), Some(b"".to_vec()));
+        }
+        assert!(!small.needs_eviction());
+        small.put(&10u32.to_be_bytes(), Some(b"".to_vec()));
+        assert!(small.needs_eviction());
+        let evicted = small.evict();
+        // Its own headroom is a fraction of one entry: the budget holds after two at most.
+        assert_eq!(evicted.len(), 2);
+        assert_eq!(
+            evicted[0].key,
+            0u32.to_be_bytes().to_vec(),
+            "its oldest first"
+        );
+        assert!(
+            small.get(&10u32.to_be_bytes()).is_some(),
+            "the entry just written stays"
+        );
+        assert!(!large.needs_eviction(), "the budget holds");
+    }
+
+    #[test]
     fn an_eviction_stops_at_the_headroom_below_the_budget() {
         let entry = ENTRY_OVERHEAD + 4;
         let budget = CacheBudget::new(1000 * entry);
@@ -464,6 +495,7 @@ mod tests {
         assert!(cache.needs_eviction());
         let evicted = cache.evict();
         let max = budget.max_bytes();
+        // The cache holds more than the budget: the budget's headroom applies.
         let low_water = max - max / EVICTION_HEADROOM;
         assert!(budget.used_bytes() <= low_water);
         assert!(

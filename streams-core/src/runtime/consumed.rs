@@ -44,6 +44,19 @@ struct NativeMsg {
 /// The librdkafka release whose `rd_kafka_msg_t` [`NativeMsg`] mirrors.
 const MIRRORED_VERSION: std::ffi::c_int = 0x020c_01ff;
 
+// An rdkafka-sys that bundles another librdkafka fails the build here: check `NativeMsg`
+// against that release's `rdkafka_msg.h`, then update the version. (At run time a mismatch
+// only turns the shortcut off.)
+const _: () = assert!(rd::RD_KAFKA_VERSION == MIRRORED_VERSION);
+// The offsets librdkafka 2.12.1 has on 64-bit targets: the union starts at 120.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(
+    std::mem::size_of::<rd::rd_kafka_message_t>() == 72
+        && std::mem::offset_of!(NativeMsg, broker_id) == 116
+        && std::mem::offset_of!(NativeMsg, raw_headers_len) == 120
+        && std::mem::offset_of!(NativeMsg, raw_headers) == 128
+);
+
 /// Whether the linked librdkafka is the release [`NativeMsg`] mirrors (checked once).
 #[allow(unsafe_code)]
 fn layout_matches() -> bool {
