@@ -1,7 +1,9 @@
 //! Broker faults, injected into the real broker while a word count runs: the broker stopped and
 //! started again on the same data, and the broker frozen (SIGSTOP) for longer than the group's
 //! session timeout and the transaction timeout, then thawed (SIGCONT). Input keeps arriving
-//! around each fault. The application must ride it out on its own, never reaching Error: under
+//! around each fault. Two scenarios put the fault in the middle of a new instance's restoration
+//! of its store from the changelog. The application must ride it out on its own, never
+//! reaching Error: under
 //! at_least_once no count may end below the oracle's (nothing lost; repeats allowed), under
 //! exactly_once_v2 every count must equal it.
 //!
@@ -92,6 +94,23 @@ fn inject(fault: Fault, length: Duration) {
     }
 }
 
+fn config(
+    id: &str,
+    kafka: &dyn Cluster,
+    state: &std::path::Path,
+    guarantee: &str,
+) -> StreamsConfig {
+    StreamsConfig::new(id)
+        .set("bootstrap.servers", kafka.bootstrap())
+        .set("state.dir", state.display())
+        .set("processing.guarantee", guarantee)
+        .set("commit.interval.ms", 500)
+        .set(
+            "default.deserialization.exception.handler",
+            "log-and-continue",
+        )
+}
+
 fn run(fault: Fault, guarantee: &str) {
     let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
     support::init_logs();
@@ -101,18 +120,9 @@ fn run(fault: Fault, guarantee: &str) {
     kafka.create_topic(&input, PARTITIONS);
     kafka.create_topic(&output, PARTITIONS);
     let state = tempfile::tempdir().expect("state dir");
-    let config = StreamsConfig::new(&id)
-        .set("bootstrap.servers", kafka.bootstrap())
-        .set("state.dir", state.path().display())
-        .set("processing.guarantee", guarantee)
-        .set("commit.interval.ms", 500)
-        .set(
-            "default.deserialization.exception.handler",
-            "log-and-continue",
-        );
     let streams = KafkaStreams::new(
         word_count_topology(&input, &output).expect("topology"),
-        config,
+        config(&id, &kafka, state.path(), guarantee),
     )
     .expect("instance");
     streams.start().expect("start");
@@ -144,16 +154,40 @@ fn run(fault: Fault, guarantee: &str) {
     };
     let started = Instant::now();
     inject(fault, length);
-    let states_during_fault = streams.state();
+    let state_during_fault = streams.state();
     // The test's own producer can lose lines to the fault too (librdkafka's requests caught by a
     // freeze can leave it without a connection until its message timeout): the oracle counts
     // what reached the input topic.
     let lost_input = producer.join().expect("producer during the fault");
     produce_lines(&kafka, &input, after.clone());
+    let outcome = settle(&kafka, &streams, &id, &topics, guarantee, fault);
+    check(
+        &kafka,
+        &id,
+        guarantee,
+        fault,
+        after.end,
+        lost_input,
+        &format!(
+            "state during the fault {state_during_fault:?}; caught up {:.1} s after it began; {outcome}",
+            started.elapsed().as_secs_f64()
+        ),
+    );
+}
 
+/// Waits until the application has caught up with its input (never in Error, at most 180 s),
+/// checks it is Running and closes it; returns its recoveries and rebalances, for the log.
+fn settle(
+    kafka: &dyn Cluster,
+    streams: &KafkaStreams,
+    id: &str,
+    topics: &[String],
+    guarantee: &str,
+    fault: Fault,
+) -> String {
     let deadline = Instant::now() + Duration::from_secs(180);
     let topics_done = || {
-        support::wordcount::example::group_caught_up(&kafka.bootstrap(), &id, &topics, PARTITIONS)
+        support::wordcount::example::group_caught_up(&kafka.bootstrap(), id, topics, PARTITIONS)
             .unwrap_or(false)
     };
     let mut streak = 0;
@@ -172,7 +206,6 @@ fn run(fault: Fault, guarantee: &str) {
         std::thread::sleep(Duration::from_millis(500));
         streak = if topics_done() { streak + 1 } else { 0 };
     }
-    let recovered_in = started.elapsed();
     assert_eq!(
         streams.state(),
         State::Running,
@@ -181,10 +214,29 @@ fn run(fault: Fault, guarantee: &str) {
     let metrics = streams.metrics();
     assert!(streams.close(Duration::from_secs(60)), "clean close");
     assert!(streams.error().is_none(), "{:?}", streams.error());
+    format!(
+        "recoveries {}, rebalances {}, restored {}",
+        metrics.threads.iter().map(|t| t.recoveries).sum::<u64>(),
+        metrics.threads.iter().map(|t| t.rebalances).sum::<u64>(),
+        metrics.restored(),
+    )
+}
 
-    let want = oracle_from_topic(&kafka, &input, PARTITIONS);
+/// Checks the counts in `{id}-counts` against the input topic `{id}-lines` (which holds lines
+/// `0..lines` unless the test's producer lost `lost_input` of them): equal under
+/// exactly_once_v2, none below under at_least_once.
+fn check(
+    kafka: &dyn Cluster,
+    id: &str,
+    guarantee: &str,
+    fault: Fault,
+    lines: u64,
+    lost_input: u64,
+    log: &str,
+) {
+    let want = oracle_from_topic(kafka, &format!("{id}-lines"), PARTITIONS);
     let mut generated = HashMap::new();
-    oracle(0..after.end, &mut generated);
+    oracle(0..lines, &mut generated);
     if lost_input == 0 {
         assert_eq!(want, generated, "every line produced is in the input topic");
     } else {
@@ -197,7 +249,7 @@ fn run(fault: Fault, guarantee: &str) {
     } else {
         "read_uncommitted"
     };
-    let got = read_counts_with(&kafka, &output, PARTITIONS, isolation);
+    let got = read_counts_with(kafka, &format!("{id}-counts"), PARTITIONS, isolation);
     if guarantee == "exactly_once_v2" {
         assert_counts_equal(&got, &want);
     } else {
@@ -211,12 +263,82 @@ fn run(fault: Fault, guarantee: &str) {
     }
     let extra: i64 = got.values().sum::<i64>() - want.values().sum::<i64>();
     eprintln!(
-        "{fault:?} for {length:?} under {guarantee}: state during the fault {states_during_fault:?}; \
-         caught up {:.1} s after it began; {} words, {extra} counts repeated; recoveries {}, rebalances {}",
-        recovered_in.as_secs_f64(),
+        "{fault:?} for {:?} under {guarantee}: {} words, {extra} counts repeated; {log}",
+        fault_length(),
         want.len(),
-        metrics.threads.iter().map(|t| t.recoveries).sum::<u64>(),
-        metrics.threads.iter().map(|t| t.rebalances).sum::<u64>(),
+    );
+}
+
+/// A broker fault while a second instance, on an empty state directory, restores the counts
+/// store from its changelog: the restoration must resume where the fault left it (or start
+/// over) and the counts must come out as the oracle's. Without a cache every count update is a
+/// changelog record; small changelog batches and small fetches make the restoration take long
+/// enough to be caught.
+fn run_during_restore(fault: Fault, guarantee: &str) {
+    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    support::init_logs();
+    let kafka = real_kafka();
+    let id = unique("restore-faults");
+    let (input, output) = (format!("{id}-lines"), format!("{id}-counts"));
+    kafka.create_topic(&input, PARTITIONS);
+    kafka.create_topic(&output, PARTITIONS);
+    let topics = vec![input.clone(), format!("{id}-counts-repartition")];
+    let (first, second) = (0..20_000u64, 20_000..22_000u64);
+
+    let state = tempfile::tempdir().expect("state dir");
+    let builder = KafkaStreams::new(
+        word_count_topology(&input, &output).expect("topology"),
+        config(&id, &kafka, state.path(), guarantee)
+            .set("statestore.cache.max.bytes", 0)
+            .set("producer.batch.num.messages", 20),
+    )
+    .expect("instance");
+    builder.start().expect("start");
+    produce_lines(&kafka, &input, first.clone());
+    wait_caught_up(&kafka, &id, &topics, PARTITIONS, Duration::from_secs(120));
+    assert!(builder.close(Duration::from_secs(60)), "clean close");
+    assert!(builder.error().is_none(), "{:?}", builder.error());
+
+    let empty = tempfile::tempdir().expect("state dir");
+    let streams = KafkaStreams::new(
+        word_count_topology(&input, &output).expect("topology"),
+        config(&id, &kafka, empty.path(), guarantee)
+            .set("statestore.cache.max.bytes", 0)
+            .set("consumer.max.partition.fetch.bytes", 1024),
+    )
+    .expect("instance");
+    streams.start().expect("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while streams.metrics().restored() == 0 {
+        assert!(streams.error().is_none(), "{:?}", streams.error());
+        assert!(
+            Instant::now() < deadline,
+            "the restoration did not start in 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let restored_before = streams.metrics().restored();
+    // The restoration is still going when the fault begins, else this test tests nothing.
+    assert_ne!(
+        streams.state(),
+        State::Running,
+        "the restoration finished before the fault ({restored_before} records restored)"
+    );
+    let started = Instant::now();
+    inject(fault, fault_length());
+    produce_lines(&kafka, &input, second.clone());
+    let outcome = settle(&kafka, &streams, &id, &topics, guarantee, fault);
+    check(
+        &kafka,
+        &id,
+        guarantee,
+        fault,
+        second.end,
+        0,
+        &format!(
+            "{restored_before} records restored when the fault began; caught up {:.1} s after it began; {outcome}",
+            started.elapsed().as_secs_f64()
+        ),
     );
 }
 
@@ -260,4 +382,16 @@ fn a_frozen_broker_loses_nothing_under_at_least_once() {
 #[ignore = "freezes the real broker: run scripts/test.sh"]
 fn a_frozen_broker_keeps_exactly_once_counts_exact() {
     run(Fault::Freeze, "exactly_once_v2");
+}
+
+#[test]
+#[ignore = "stops and restarts the real broker: run scripts/test.sh"]
+fn a_broker_restart_during_a_restore_keeps_exactly_once_counts_exact() {
+    run_during_restore(Fault::StopAndRestart, "exactly_once_v2");
+}
+
+#[test]
+#[ignore = "freezes the real broker: run scripts/test.sh"]
+fn a_frozen_broker_during_a_restore_loses_nothing_under_at_least_once() {
+    run_during_restore(Fault::Freeze, "at_least_once");
 }

@@ -203,10 +203,16 @@ impl ThreadCore {
         }
     }
 
-    /// Exactly-once: waits for the transaction in flight, if any, and finishes it. (An
-    /// at-least-once commit in flight is given up: processing resumes from the one before.)
-    pub(crate) fn wait_transaction(&mut self) -> Result<()> {
+    /// For a recovery, which has no consumer to commit offsets with: gives up an at-least-once
+    /// commit in flight (processing resumes from the one before), and waits for an exactly-once
+    /// transaction in flight and finishes it.
+    pub(crate) fn end_in_flight_for_recovery(&mut self) -> Result<()> {
         self.give_up_offsets();
+        self.wait_transaction()
+    }
+
+    /// Exactly-once: waits for the transaction in flight, if any, and finishes it.
+    fn wait_transaction(&mut self) -> Result<()> {
         if self.in_flight.is_none() {
             return Ok(());
         }

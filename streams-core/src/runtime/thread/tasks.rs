@@ -339,7 +339,7 @@ impl ThreadCore {
             )));
         }
         // The transaction in flight, if any, ends first: what it committed is where to resume.
-        if let Err(e) = self.wait_transaction() {
+        if let Err(e) = self.end_in_flight_for_recovery() {
             tracing::debug!(thread = %self.name, error = %e, "the commit in flight failed too");
         }
         self.recoveries_in_a_row += 1;
