@@ -111,25 +111,35 @@ fn config(
         )
 }
 
-fn run(fault: Fault, guarantee: &str) {
-    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+/// A scenario's word count: its application id, input topic, and the topics whose consumption
+/// tells it caught up (input and repartition topic). Creates the input and output topics.
+fn word_count_topics(kafka: &dyn Cluster, prefix: &str) -> (String, String, Vec<String>) {
     support::init_logs();
-    let kafka = real_kafka();
-    let id = unique("faults");
+    let id = unique(prefix);
     let (input, output) = (format!("{id}-lines"), format!("{id}-counts"));
     kafka.create_topic(&input, PARTITIONS);
     kafka.create_topic(&output, PARTITIONS);
-    let state = tempfile::tempdir().expect("state dir");
-    let streams = KafkaStreams::new(
-        word_count_topology(&input, &output).expect("topology"),
-        config(&id, &kafka, state.path(), guarantee),
-    )
-    .expect("instance");
+    let topics = vec![input.clone(), format!("{id}-counts-repartition")];
+    (id, input, topics)
+}
+
+/// Starts an instance of the word count from `{id}-lines` to `{id}-counts`.
+fn start(id: &str, config: StreamsConfig) -> KafkaStreams {
+    let topology = word_count_topology(&format!("{id}-lines"), &format!("{id}-counts"));
+    let streams = KafkaStreams::new(topology.expect("topology"), config).expect("instance");
     streams.start().expect("start");
+    streams
+}
+
+fn run(fault: Fault, guarantee: &str) {
+    let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
+    let kafka = real_kafka();
+    let (id, input, topics) = word_count_topics(&kafka, "faults");
+    let state = tempfile::tempdir().expect("state dir");
+    let streams = start(&id, config(&id, &kafka, state.path(), guarantee));
 
     let (before, during, after) = (0..6_000u64, 6_000..9_000u64, 9_000..15_000u64);
     produce_lines(&kafka, &input, before.clone());
-    let topics = vec![input.clone(), format!("{id}-counts-repartition")];
     wait_caught_up(&kafka, &id, &topics, PARTITIONS, Duration::from_secs(120));
 
     // Lines sent while the broker is away wait in the producer and go when it is back. Requests
@@ -276,38 +286,29 @@ fn check(
 /// enough to be caught.
 fn run_during_restore(fault: Fault, guarantee: &str) {
     let _broker = BROKER.lock().unwrap_or_else(|p| p.into_inner());
-    support::init_logs();
     let kafka = real_kafka();
-    let id = unique("restore-faults");
-    let (input, output) = (format!("{id}-lines"), format!("{id}-counts"));
-    kafka.create_topic(&input, PARTITIONS);
-    kafka.create_topic(&output, PARTITIONS);
-    let topics = vec![input.clone(), format!("{id}-counts-repartition")];
+    let (id, input, topics) = word_count_topics(&kafka, "restore-faults");
     let (first, second) = (0..20_000u64, 20_000..22_000u64);
 
     let state = tempfile::tempdir().expect("state dir");
-    let builder = KafkaStreams::new(
-        word_count_topology(&input, &output).expect("topology"),
+    let builder = start(
+        &id,
         config(&id, &kafka, state.path(), guarantee)
             .set("statestore.cache.max.bytes", 0)
             .set("producer.batch.num.messages", 20),
-    )
-    .expect("instance");
-    builder.start().expect("start");
+    );
     produce_lines(&kafka, &input, first.clone());
     wait_caught_up(&kafka, &id, &topics, PARTITIONS, Duration::from_secs(120));
     assert!(builder.close(Duration::from_secs(60)), "clean close");
     assert!(builder.error().is_none(), "{:?}", builder.error());
 
     let empty = tempfile::tempdir().expect("state dir");
-    let streams = KafkaStreams::new(
-        word_count_topology(&input, &output).expect("topology"),
+    let streams = start(
+        &id,
         config(&id, &kafka, empty.path(), guarantee)
             .set("statestore.cache.max.bytes", 0)
             .set("consumer.max.partition.fetch.bytes", 1024),
-    )
-    .expect("instance");
-    streams.start().expect("start");
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     while streams.metrics().restored() == 0 {
         assert!(streams.error().is_none(), "{:?}", streams.error());
