@@ -210,6 +210,16 @@ fn slug(s: &str) -> String {
         .collect()
 }
 
+/// With `KSTREAMS_BENCH_LOGS=<dir>`, keeps a run's worker log as `<dir>/<tag>.log` before its
+/// state directory goes (for investigations; run with `RUST_LOG` to choose what it holds).
+fn keep_log(state: &std::path::Path, tag: &str) {
+    if let Some(dir) = std::env::var_os("KSTREAMS_BENCH_LOGS") {
+        let dir = std::path::PathBuf::from(dir);
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::copy(state.join("worker.log"), dir.join(format!("{tag}.log")));
+    }
+}
+
 fn command(
     s: &Settings,
     spec: &Spec,
@@ -341,6 +351,7 @@ fn run_case(s: &Settings, spec: &Spec, rep: usize, input: &str, inputs: u64) -> 
         );
         return None;
     };
+    keep_log(&state, &tag);
     let _ = std::fs::remove_dir_all(&state);
     let window_s = ((end_ms - first) as f64 / 1000.0).max(0.001);
     Some(Run {
