@@ -59,29 +59,33 @@ impl ThreadCore {
         }
     }
 
-    /// Takes polled records to their tasks (or parks them until the task exists).
-    pub(crate) fn route(&mut self, polled: Polled) {
-        for (tp, records) in polled.runs {
-            if !self.assigned.contains(&tp) {
-                continue; // revoked meanwhile; the next owner reads them again
+    /// Takes polled records to their tasks (or parks them until the task exists), and gives
+    /// the emptied runs back to `polled`.
+    pub(crate) fn route(&mut self, polled: &mut Polled) {
+        let mut runs = std::mem::take(&mut polled.runs);
+        for (tp, mut records) in runs.drain(..) {
+            if self.assigned.contains(&tp) {
+                if let Some(first) = records.first() {
+                    // Where this thread began reading: the rewind point until a commit.
+                    self.rewind_to.entry(tp.clone()).or_insert(first.offset);
+                }
+                let task = self
+                    .topic_subtopology
+                    .get(&tp.0)
+                    .map(|s| TaskId {
+                        subtopology: *s,
+                        partition: tp.1,
+                    })
+                    .and_then(|id| self.tasks.get_mut(&id));
+                match task {
+                    Some(task) => task.add_records(&tp.0, tp.1, records.drain(..)),
+                    None => self.parked.entry(tp).or_default().append(&mut records),
+                }
             }
-            if let Some(first) = records.first() {
-                // Where this thread began reading: the rewind point until a commit.
-                self.rewind_to.entry(tp.clone()).or_insert(first.offset);
-            }
-            let task = self
-                .topic_subtopology
-                .get(&tp.0)
-                .map(|s| TaskId {
-                    subtopology: *s,
-                    partition: tp.1,
-                })
-                .and_then(|id| self.tasks.get_mut(&id));
-            match task {
-                Some(task) => task.add_records(&tp.0, tp.1, records),
-                None => self.parked.entry(tp).or_default().extend(records),
-            }
+            // Otherwise revoked meanwhile: the next owner reads them again.
+            polled.recycle(records);
         }
+        polled.runs = runs;
     }
 
     /// Creates tasks whose input partitions are all assigned, and starts their restoration.
