@@ -58,11 +58,23 @@ impl HeldRecords {
         self,
         mut send: impl FnMut(OutgoingRecord<'_>) -> Result<(), E>,
     ) -> Result<(), E> {
+        // One metadata value serves every record: its topic is copied only when it changes,
+        // not once per record.
+        let mut metadata: Option<RecordMetadata> = None;
         for r in &self.records {
-            let source = r.source.map(|(topic, partition, offset)| RecordMetadata {
-                topic: self.topics[topic].clone(),
-                partition,
-                offset,
+            let source = r.source.map(|(topic, partition, offset)| {
+                let name = &self.topics[topic];
+                let m = metadata.get_or_insert_with(|| RecordMetadata {
+                    topic: name.clone(),
+                    partition,
+                    offset,
+                });
+                if m.topic != *name {
+                    m.topic.clone_from(name);
+                }
+                m.partition = partition;
+                m.offset = offset;
+                &*m
             });
             send(OutgoingRecord {
                 topic: &self.topics[r.topic],
@@ -71,7 +83,7 @@ impl HeldRecords {
                 value: r.value.clone().map(|v| &self.bytes[v]),
                 timestamp: r.timestamp,
                 headers: &r.headers,
-                source: source.as_ref(),
+                source,
             })?;
         }
         Ok(())
@@ -210,5 +222,42 @@ mod tests {
         });
         assert_eq!(result, Err("refused"));
         assert_eq!(seen, vec![0, 1]);
+    }
+
+    /// Sources from several topics and partitions come back as they were held (the metadata
+    /// reused between records must follow each one).
+    #[test]
+    fn each_record_keeps_its_own_source() {
+        let empty = Headers::new();
+        let sources =
+            [("a", 0, 5), ("a", 1, 6), ("bb", 1, 7), ("a", 0, 8)].map(|(t, p, o)| RecordMetadata {
+                topic: t.into(),
+                partition: p,
+                offset: o,
+            });
+        let mut held = HeldRecords::default();
+        for (i, source) in sources.iter().enumerate() {
+            held.push(&OutgoingRecord {
+                topic: "out",
+                partition: None,
+                key: None,
+                value: None,
+                timestamp: i as i64,
+                headers: &empty,
+                source: (i != 1).then_some(source),
+            });
+        }
+        let mut back = Vec::new();
+        held.send_all(|r| -> Result<(), ()> {
+            back.push(r.source.cloned());
+            Ok(())
+        })
+        .unwrap();
+        let want: Vec<Option<RecordMetadata>> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i != 1).then(|| s.clone()))
+            .collect();
+        assert_eq!(back, want);
     }
 }
