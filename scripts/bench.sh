@@ -10,6 +10,8 @@
 # KSTREAMS_BENCH_ONLY (run only cases whose name contains this), KAFKA_PORT (39392),
 # KAFKA_STREAMS_VERSION (the Java peer, 4.4.0), KAFKA_VERSION (the broker, 4.2.1),
 # KSTREAMS_BENCH_SET (extra kstreams settings, `key=value;key=value`, for tuning studies only).
+# KSTREAMS_BENCH_LOGS=<dir> keeps each kstreams run's worker log there (choose its content with
+# RUST_LOG, e.g. `info,librdkafka=debug` with KSTREAMS_BENCH_SET=consumer.debug=cgrp,fetch).
 # KSTREAMS_BENCH_SCALING=1 runs the scaling study instead: word count against stream threads (1, 2)
 # and distinct keys (KSTREAMS_BENCH_SCALING_KEYS, 10000,1000000,10000000), written to
 # benches/results/<date>-scaling.md (KSTREAMS_BENCH_SCALING_REPS, 1; _RECORDS, 2000000 at least).

@@ -232,7 +232,27 @@ impl RecordCache {
 
     /// Records a write (dirty).
     pub(crate) fn put(&mut self, key: &[u8], value: Option<Vec<u8>>) {
-        if let Some(&slot) = self.index.get(key) {
+        match self.slot_of(key) {
+            Some(slot) => self.overwrite(slot, key, value),
+            None => self.insert(key, value),
+        }
+    }
+
+    /// Where `key`'s entry is, if cached: for a read and a write with one lookup
+    /// ([`Self::entry_at`], [`Self::overwrite`]).
+    pub(crate) fn slot_of(&self, key: &[u8]) -> Option<usize> {
+        self.index.get(key).copied()
+    }
+
+    /// The entry in `slot` (from [`Self::slot_of`]).
+    pub(crate) fn entry_at(&self, slot: usize) -> &CacheEntry {
+        &self.slots[slot].entry
+    }
+
+    /// Writes `value` over the entry of `key`, which is in `slot` (from [`Self::slot_of`],
+    /// with no change to the cache since).
+    pub(crate) fn overwrite(&mut self, slot: usize, key: &[u8], value: Option<Vec<u8>>) {
+        {
             // An update (the common case for aggregates): no allocation, two relinks.
             let entry = &mut self.slots[slot].entry;
             let old_size = size_of(key, entry);
@@ -254,8 +274,11 @@ impl RecordCache {
                 self.dirty_count += 1;
             }
             self.push_back(slot, Which::Dirty);
-            return;
         }
+    }
+
+    /// Adds an entry for `key`, which is not cached.
+    pub(crate) fn insert(&mut self, key: &[u8], value: Option<Vec<u8>>) {
         let key: Arc<[u8]> = Arc::from(key);
         let entry = CacheEntry {
             value,

@@ -15,8 +15,8 @@ use crate::keys;
 use crate::overlay::PendingEntry;
 use crate::store::{
     retention_floor, CacheEmission, ChangelogRecord, KeyValueBytesStore, KeyValueIter,
-    SessionBytesStore, SessionIter, SessionKey, SessionWindow, StateStore, WindowBytesStore,
-    WindowIter, WindowedKey, WindowedKeyValueIter,
+    SessionBytesStore, SessionIter, SessionKey, SessionWindow, StateStore, UpdateFn,
+    WindowBytesStore, WindowIter, WindowedKey, WindowedKeyValueIter,
 };
 
 /// What a caching layer reports about the entries it writes down.
@@ -181,6 +181,20 @@ impl KeyValueBytesStore for CachingKeyValueStore {
     }
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.cache.put(key, Some(value.to_vec()));
+        self.maybe_evict()
+    }
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
+        match self.cache.slot_of(key) {
+            Some(slot) => {
+                let new = f(self.cache.entry_at(slot).value.as_deref())?;
+                self.cache.overwrite(slot, key, new);
+            }
+            None => {
+                let below = self.inner.get(key)?;
+                let new = f(below.as_deref())?;
+                self.cache.insert(key, new);
+            }
+        }
         self.maybe_evict()
     }
     fn delete(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {

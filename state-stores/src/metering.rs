@@ -10,7 +10,8 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::store::{
     CacheEmission, ChangelogRecord, KeyValueBytesStore, KeyValueIter, SessionBytesStore,
-    SessionIter, SessionWindow, StateStore, WindowBytesStore, WindowIter, WindowedKeyValueIter,
+    SessionIter, SessionWindow, StateStore, UpdateFn, WindowBytesStore, WindowIter,
+    WindowedKeyValueIter,
 };
 
 /// Count and latency of one kind of operation.
@@ -176,6 +177,14 @@ impl KeyValueBytesStore for MeteredKeyValueStore {
     }
     fn put_if_absent(&mut self, key: &[u8], value: &[u8]) -> Result<Option<Vec<u8>>> {
         timed!(self.metrics, puts, self.inner.put_if_absent(key, value))
+    }
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
+        // A read and a write, as the two calls it replaces counted, each timed as the update.
+        let started = self.metrics.latencies.then(Instant::now);
+        let result = self.inner.update(key, f);
+        self.metrics.gets.record(started);
+        self.metrics.puts.record(started);
+        result
     }
     fn put_all(&mut self, entries: &[(Vec<u8>, Option<Vec<u8>>)]) -> Result<()> {
         timed!(self.metrics, puts, self.inner.put_all(entries))

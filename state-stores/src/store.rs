@@ -139,6 +139,10 @@ pub(crate) use forward_commit;
 /// Iterator over key-value pairs in ascending key order.
 pub type KeyValueIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>> + 'a>;
 
+/// What [`KeyValueBytesStore::update`] applies to a key's current value: its new value, or
+/// `None` to delete it.
+pub type UpdateFn<'a> = dyn FnMut(Option<&[u8]>) -> Result<Option<Vec<u8>>> + 'a;
+
 /// A sorted map from byte keys to byte values.
 pub trait KeyValueBytesStore: StateStore {
     /// The value of `key`.
@@ -154,6 +158,17 @@ pub trait KeyValueBytesStore: StateStore {
             self.put(key, value)?;
         }
         Ok(existing)
+    }
+
+    /// Reads `key`'s value and writes what `f` makes of it (`Some` puts, `None` deletes), as one
+    /// operation: a caching layer finds the key once and keeps `f`'s bytes without copying
+    /// them. `f` runs while the store is held and must not reach it.
+    fn update(&mut self, key: &[u8], f: &mut UpdateFn<'_>) -> Result<()> {
+        let old = self.get(key)?;
+        match f(old.as_deref())? {
+            Some(new) => self.put(key, &new),
+            None => self.delete(key).map(drop),
+        }
     }
 
     /// Applies several writes (`None` deletes) as one batch.

@@ -238,6 +238,30 @@ impl<K: 'static, V: 'static> KeyValueStore<K, V> {
         self.cell.with(|s| s.put(&k, &v))?
     }
 
+    /// Reads `key`'s value and stores what `f` makes of it (`None` deletes), in one store
+    /// operation: the key is serialized once and a cache finds it once. Returns `f`'s second
+    /// result. `f` runs while the store is held: it must not reach this store itself.
+    pub fn update<R>(&self, key: &K, f: impl FnOnce(Option<V>) -> (Option<V>, R)) -> Result<R> {
+        let k = self.codec.key(key)?;
+        let mut f = Some(f);
+        let mut result = None;
+        self.cell.with(|s| {
+            s.update(&k, &mut |old| {
+                // Every store calls this once; a second call would be a store's bug.
+                let f = f.take().ok_or_else(|| StoreError::Reentrant {
+                    store: self.codec.store.clone(),
+                })?;
+                let old = old.map(|b| self.codec.read_value(b)).transpose()?;
+                let (new, r) = f(old);
+                result = Some(r);
+                new.map(|v| self.codec.value(&v)).transpose()
+            })
+        })??;
+        result.ok_or_else(|| StoreError::Reentrant {
+            store: self.codec.store.clone(),
+        })
+    }
+
     /// Sets `key` to `value` unless it has one; returns the existing value.
     pub fn put_if_absent(&self, key: &K, value: &V) -> Result<Option<V>> {
         let (k, v) = (self.codec.key(key)?, self.codec.value(value)?);

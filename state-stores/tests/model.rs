@@ -264,6 +264,9 @@ fn value() -> impl Strategy<Value = Vec<u8>> {
 enum KvOp {
     Put(Vec<u8>, Vec<u8>),
     PutIfAbsent(Vec<u8>, Vec<u8>),
+    /// Read-and-write in one operation: appends the byte to the value (an absent value reads as
+    /// empty), or deletes the key with `None`.
+    Update(Vec<u8>, Option<u8>),
     PutAll(Vec<(Vec<u8>, Option<Vec<u8>>)>),
     Delete(Vec<u8>),
     Get(Vec<u8>),
@@ -283,6 +286,7 @@ fn kv_op() -> impl Strategy<Value = KvOp> {
     prop_oneof![
         6 => (key(), value()).prop_map(|(k, v)| KvOp::Put(k, v)),
         2 => (key(), value()).prop_map(|(k, v)| KvOp::PutIfAbsent(k, v)),
+        4 => (key(), prop_oneof![4 => any::<u8>().prop_map(Some), 1 => Just(None)]).prop_map(|(k, b)| KvOp::Update(k, b)),
         1 => proptest::collection::vec((key(), proptest::option::of(value())), 0..4).prop_map(KvOp::PutAll),
         3 => key().prop_map(KvOp::Delete),
         3 => key().prop_map(KvOp::Get),
@@ -320,6 +324,29 @@ fn run_kv(stack: Stack, ops: Vec<KvOp>) -> Result<(), TestCaseError> {
                 let got = store.put_if_absent(&k, &v).expect("put_if_absent");
                 prop_assert_eq!(got.as_ref(), oracle.get(&k));
                 oracle.entry(k).or_insert(v);
+            }
+            KvOp::Update(k, byte) => {
+                let mut seen = None;
+                let mut calls = 0;
+                store
+                    .update(&k, &mut |old| {
+                        calls += 1;
+                        seen = Some(old.map(<[u8]>::to_vec));
+                        Ok(byte.map(|b| {
+                            let mut v = old.unwrap_or_default().to_vec();
+                            v.push(b);
+                            v
+                        }))
+                    })
+                    .expect("update");
+                prop_assert_eq!(calls, 1);
+                prop_assert_eq!(seen, Some(oracle.get(&k).cloned()));
+                match byte {
+                    Some(b) => oracle.entry(k).or_default().push(b),
+                    None => {
+                        oracle.remove(&k);
+                    }
+                }
             }
             KvOp::PutAll(entries) => {
                 store.put_all(&entries).expect("put_all");

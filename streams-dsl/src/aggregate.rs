@@ -91,6 +91,35 @@ impl<K: Data, V: Data> Materializer<K, V> {
         })
     }
 
+    /// Replaces `key`'s value with what `f` makes of the current one, read and written in one
+    /// store operation (the key serialized once, a cache searched once), then forwards as
+    /// [`Self::put`] does. Without a cache the change needs the old value: only then is it
+    /// copied.
+    pub(crate) fn update(
+        &self,
+        key: K,
+        headers: Headers,
+        ctx: &mut ProcessorContext<'_, K, Change<V>>,
+        f: impl FnOnce(&K, Option<ValueAndTimestamp<V>>) -> ValueAndTimestamp<V>,
+    ) -> ProcessorResult {
+        let cached = self.cached;
+        let change = self.store()?.update(&key, |old| {
+            let kept = if cached { None } else { old.clone() };
+            let new = f(&key, old);
+            let change = (!cached).then(|| (new.clone(), kept));
+            (Some(new), change)
+        })?;
+        match change {
+            None => self.forward_emissions(ctx),
+            Some((new, old)) => ctx.forward(Record {
+                key,
+                timestamp: new.timestamp,
+                value: Change::new(Some(new.value), old.map(|o| o.value)),
+                headers,
+            }),
+        }
+    }
+
     /// Forwards what the cache wrote down since the last call.
     pub(crate) fn forward_emissions(
         &self,
@@ -143,13 +172,17 @@ impl<K: Data, V: Data, VA: Data> Processor<K, V, K, Change<VA>> for StreamAggreg
             ctx.record_dropped_null_key();
             return Ok(());
         }
-        let old = self.table.get(&r.key)?;
-        let timestamp = old
-            .as_ref()
-            .map_or(r.timestamp, |o| o.timestamp.max(r.timestamp));
-        let new = (self.adder)(&r.key, r.value, old.as_ref().map(|o| o.value.clone()));
-        self.table
-            .put(r.key, Some(new), old, timestamp, r.headers, ctx)
+        let (adder, value, timestamp) = (&self.adder, r.value, r.timestamp);
+        self.table.update(r.key, r.headers, ctx, |key, old| {
+            let (old, timestamp) = match old {
+                Some(o) => (Some(o.value), o.timestamp.max(timestamp)),
+                None => (None, timestamp),
+            };
+            ValueAndTimestamp {
+                value: adder(key, value, old),
+                timestamp,
+            }
+        })
     }
 
     fn flushed(&mut self, ctx: &mut ProcessorContext<'_, K, Change<VA>>) -> ProcessorResult {

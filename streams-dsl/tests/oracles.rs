@@ -250,6 +250,48 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
+
+    /// A stream count re-grouped as a table (how many keys have each count, modulo 3): the
+    /// re-grouping subtracts each key's old count, so the stream aggregate's changes must carry
+    /// the old values, with and without a cache.
+    #[test]
+    fn a_stream_aggregate_feeds_old_values_to_a_table_regrouping(
+        choice in store_choice(),
+        input in proptest::collection::vec(0i64..6, 0..60),
+    ) {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<i64, i64>("in", Consumed::with(Serdes::i64(), Serdes::i64()))
+            .group_by_key(Grouped::with(Serdes::i64(), Serdes::i64()))
+            .count(materialized("counts", choice))
+            .group_by(|key, count| (count % 3, key), Grouped::with(Serdes::i64(), Serdes::i64()))
+            .count(materialized("per-class", choice))
+            .to_stream()
+            .to("classes", Produced::with(Serdes::i64(), Serdes::option(Serdes::i64())));
+        let driver = TopologyTestDriver::new(builder.build().map_err(fail)?, config()).map_err(fail)?;
+        let records: Vec<(i64, i64)> = input.iter().map(|k| (*k, 0)).collect();
+        driver.create_input_topic("in", Serdes::i64(), Serdes::i64()).pipe_key_values(records).map_err(fail)?;
+
+        let mut counts: BTreeMap<i64, i64> = BTreeMap::new();
+        let mut classes_seen = std::collections::BTreeSet::new();
+        for k in &input {
+            let c = counts.entry(*k).or_default();
+            *c += 1;
+            classes_seen.insert(*c % 3);
+        }
+        let mut want: BTreeMap<i64, Option<i64>> = classes_seen.iter().map(|c| (*c, Some(0))).collect();
+        for c in counts.values() {
+            *want.get_mut(&(c % 3)).and_then(Option::as_mut).expect("seen") += 1;
+        }
+        let got: BTreeMap<i64, Option<i64>> = driver
+            .create_output_topic("classes", Serdes::i64(), Serdes::option(Serdes::i64()))
+            .read_key_values_to_list().map_err(fail)?.into_iter().collect();
+        prop_assert_eq!(got, want);
+    }
+}
+
 // ------------------------------------------------------------------ word count
 
 /// Kafka's WordCountDemo semantics: lowercase, split on runs of characters that are not ASCII

@@ -1268,7 +1268,7 @@ mod tests {
         let config = |extra: &[(&str, &str)]| {
             let mut c = StreamsConfig::new("app").set("bootstrap.servers", "127.0.0.1:9");
             for (k, v) in extra {
-                c = c.set(*k, *v);
+                c = c.set(k, *v);
             }
             main_consumer_config(&c.validate().unwrap(), "app-StreamThread-1").unwrap()
         };
