@@ -445,6 +445,7 @@ fn run_restore(s: &Settings, imp: Impl, rep: usize, input: &str) -> Option<Resto
     // Its changelog, repartition and output topics are not needed again.
     delete_topics(&s.bootstrap, &[&spec.name, &output]);
     let (usage, seconds, restored) = stopped?;
+    keep_log(&state, &spec.name);
     let _ = std::fs::remove_dir_all(&state);
     Some(RestoreRun {
         seconds,
@@ -487,6 +488,7 @@ fn run_crash_restart(
     let stopped = restarted.map(|(process, seconds, restored)| (process.stop(), seconds, restored));
     delete_topics(&s.bootstrap, &[&spec.name, &output]);
     let (usage, seconds, restored) = stopped?;
+    keep_log(&state, &spec.name);
     let _ = std::fs::remove_dir_all(&state);
     Some((
         full,
