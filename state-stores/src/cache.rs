@@ -252,29 +252,27 @@ impl RecordCache {
     /// Writes `value` over the entry of `key`, which is in `slot` (from [`Self::slot_of`],
     /// with no change to the cache since).
     pub(crate) fn overwrite(&mut self, slot: usize, key: &[u8], value: Option<Vec<u8>>) {
-        {
-            // An update (the common case for aggregates): no allocation, two relinks.
-            let entry = &mut self.slots[slot].entry;
-            let old_size = size_of(key, entry);
-            let was_dirty = entry.dirty;
-            let previous = std::mem::replace(&mut entry.value, value);
-            if !was_dirty {
-                // A clean value is the one below: keep it for the flush's old value.
-                entry.below = Some(previous);
-            }
-            entry.dirty = true;
-            let new_size = size_of(key, entry);
-            self.charge(new_size);
-            self.release(old_size);
-            self.unlink(slot, Which::Lru);
-            self.push_back(slot, Which::Lru);
-            if was_dirty {
-                self.unlink(slot, Which::Dirty);
-            } else {
-                self.dirty_count += 1;
-            }
-            self.push_back(slot, Which::Dirty);
+        // An update (the common case for aggregates): no allocation, two relinks.
+        let entry = &mut self.slots[slot].entry;
+        let old_size = size_of(key, entry);
+        let was_dirty = entry.dirty;
+        let previous = std::mem::replace(&mut entry.value, value);
+        if !was_dirty {
+            // A clean value is the one below: keep it for the flush's old value.
+            entry.below = Some(previous);
         }
+        entry.dirty = true;
+        let new_size = size_of(key, entry);
+        self.charge(new_size);
+        self.release(old_size);
+        self.unlink(slot, Which::Lru);
+        self.push_back(slot, Which::Lru);
+        if was_dirty {
+            self.unlink(slot, Which::Dirty);
+        } else {
+            self.dirty_count += 1;
+        }
+        self.push_back(slot, Which::Dirty);
     }
 
     /// Adds an entry for `key`, which is not cached.
