@@ -110,7 +110,10 @@ pub fn produce_lines_with(
     config
         .set("bootstrap.servers", cluster.bootstrap())
         .set("linger.ms", "20")
-        .set("batch.num.messages", "10000");
+        .set("batch.num.messages", "10000")
+        // A request retried after a broker fault must not write its lines twice: the tests'
+        // oracles assume each line is in the topic once.
+        .set("enable.idempotence", "true");
     for (k, v) in settings {
         config.set(*k, *v);
     }
