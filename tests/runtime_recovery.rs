@@ -1,7 +1,9 @@
 //! The stream thread's failure paths, driven on the embedded broker (no Kafka needed) with
 //! faults injected: a panic in user code (failing the record, never committing it; or skipped
 //! by the processing handler), a thread replaced by the uncaught exception handler, retriable and
-//! fatal transaction errors (a fenced producer is replaced and processing resumes), and an
+//! fatal transaction errors (a fenced producer is replaced and processing resumes), a consumer
+//! that stops fetching (replaced by the stall watchdog; a caught-up one is left alone), a
+//! restoration that stops fetching (its restore consumer replaced), and an
 //! at-least-once commit overlapping with processing while the broker leading the output is slow
 //! (its offsets wait for the outputs they cover).
 //!
@@ -433,6 +435,144 @@ fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
         Duration::from_secs(60),
         || thread_total(&a.streams, |t| t.recoveries) >= 1,
     );
+    // The consumer had no coordinator for longer than `stall.timeout.ms`, but a new client could
+    // not reach it either: an outage, not a stuck consumer.
+    assert_eq!(thread_total(&a.streams, |t| t.consumers_replaced), 0);
+    close_cleanly(&a.streams);
+}
+
+/// A consumer that stops fetching a partition with records waiting (after a broker fault,
+/// librdkafka can leave a partition with no leader for good: librdkafka#5430) is replaced: the
+/// thread rejoins with a new consumer and resumes from the last commit. Here the cluster fails
+/// every fetch for a while; its end offsets stay readable, so the watchdog sees records waiting.
+#[test]
+fn a_consumer_that_stops_fetching_is_replaced_and_nothing_is_lost() {
+    let a = app(
+        "at_least_once",
+        false,
+        Arc::new(AtomicBool::new(false)),
+        |c| c.set("stall.timeout.ms", 2000),
+    );
+    let (first, second) = INPUT.split_at(5);
+    produce(&a.kafka, &a.input, first);
+    a.streams.start().expect("start");
+    read_values(&a.kafka, &a.output, Duration::from_secs(60), |v| {
+        first.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    // Each fetch takes one error, and a failed fetch backs off 500 ms: about 20 s of failures.
+    a.kafka
+        .fail_requests(
+            RDKafkaApiKey::Fetch,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 40],
+        )
+        .expect("inject");
+    produce(&a.kafka, &a.input, second);
+    wait_for(
+        "the stalled consumer to be replaced",
+        Duration::from_secs(60),
+        || thread_total(&a.streams, |t| t.consumers_replaced) >= 1,
+    );
+    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
+        INPUT.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
+    close_cleanly(&a.streams);
+}
+
+/// A restoration whose restore consumer reads nothing for `stall.timeout.ms`, with records left
+/// to read, gets new clients and completes, each partition resuming where it stood: the
+/// restored counts are the first instance's. Here the cluster fails every fetch for a while as
+/// the second instance starts restoring.
+#[test]
+fn a_restoration_that_stops_fetching_gets_a_new_restore_consumer() {
+    support::init_logs();
+    let kafka = EmbeddedKafka::start().expect("embedded broker");
+    let (input, output, id) = (
+        support::unique("in"),
+        support::unique("out"),
+        support::unique("app"),
+    );
+    kafka.create_topic(&input, 1).expect("topic");
+    kafka.create_topic(&output, 1).expect("topic");
+    let instance = |state: &std::path::Path| {
+        let builder = StreamsBuilder::new();
+        builder
+            .stream::<String, String>(
+                input.as_str(),
+                Consumed::with(Serdes::string(), Serdes::string()),
+            )
+            .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+            .count(Materialized::as_("counts"))
+            .to_stream()
+            .map_values(|c: Option<i64>| c.map_or_else(String::new, |c| c.to_string()))
+            .to(&output, Produced::with(Serdes::string(), Serdes::string()));
+        let config = StreamsConfig::new(&id)
+            .with_embedded(&kafka)
+            .set("state.dir", state.display())
+            .set("commit.interval.ms", 50)
+            .set("statestore.cache.max.bytes", 0)
+            .set("stall.timeout.ms", 2000);
+        KafkaStreams::new(builder.build().expect("build"), config).expect("instance")
+    };
+    // Keys k0..k499, once each: 500 changelog records.
+    let values: Vec<String> = (0..500).map(|i| format!("v{i}")).collect();
+    let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(&kafka, &input, &refs);
+    let first_state = tempfile::tempdir().expect("state dir");
+    let first = instance(first_state.path());
+    first.start().expect("start");
+    read_values(&kafka, &output, Duration::from_secs(60), |v| v.len() >= 500);
+    close_cleanly(&first);
+
+    kafka
+        .fail_requests(
+            RDKafkaApiKey::Fetch,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 40],
+        )
+        .expect("inject");
+    let second_state = tempfile::tempdir().expect("state dir");
+    let second = instance(second_state.path());
+    second.start().expect("start");
+    wait_for("the restoration to finish", Duration::from_secs(90), || {
+        second.state() == State::Running && second.metrics().restored() >= 500
+    });
+    assert!(
+        thread_total(&second, |t| t.restore_consumers_replaced) >= 1,
+        "the stalled restoration got a new restore consumer"
+    );
+    // k0 again: counted on top of the restored count.
+    produce(&kafka, &input, &["again"]);
+    let out = read_values(&kafka, &output, Duration::from_secs(60), |v| {
+        v.iter().any(|x| x == "2")
+    });
+    assert!(out.iter().any(|x| x == "2"), "k0 counted twice: {out:?}");
+    assert!(second.error().is_none(), "{:?}", second.error());
+    close_cleanly(&second);
+}
+
+/// The watchdog leaves a caught-up consumer alone: an idle partition's position stands still
+/// too, but nothing waits past it.
+#[test]
+fn a_caught_up_consumer_is_not_replaced() {
+    let a = app(
+        "at_least_once",
+        false,
+        Arc::new(AtomicBool::new(false)),
+        |c| c.set("stall.timeout.ms", 1000),
+    );
+    let (first, _) = INPUT.split_at(5);
+    produce(&a.kafka, &a.input, first);
+    a.streams.start().expect("start");
+    read_values(&a.kafka, &a.output, Duration::from_secs(60), |v| {
+        first.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    // Several timeouts of standing still, each one probed.
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(thread_total(&a.streams, |t| t.consumers_replaced), 0);
+    assert_eq!(thread_total(&a.streams, |t| t.recoveries), 0);
+    assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     close_cleanly(&a.streams);
 }
 

@@ -41,6 +41,7 @@
 //! | `rocksdb.memory.max.bytes` | 134217728 | block cache and memtables of all RocksDB stores |
 //! | `buffered.records.per.partition` | 1000 | a stream thread stops polling while one of its partitions buffers this many records |
 //! | `poll.ms` | 100 | longest a thread blocks polling when idle |
+//! | `stall.timeout.ms` | 30000 | a stream thread whose consumer has, for this long, fetched nothing from a partition with records waiting, or not found its group coordinator while a new client does, replaces its consumer and resumes from the last commit (librdkafka can be left stuck after a broker fault); 0 turns this off |
 //! | `replication.factor` | -1 (broker default) | replication of internal topics |
 //! | `auto.offset.reset` | `earliest` | where sources start without committed offsets |
 //! | `default.deserialization.exception.handler` | `log-and-fail` | or `log-and-continue` |
@@ -93,6 +94,8 @@ pub const ROCKSDB_MEMORY_BYTES: &str = "rocksdb.memory.max.bytes";
 pub const BUFFERED_RECORDS_PER_PARTITION: &str = "buffered.records.per.partition";
 /// `poll.ms`
 pub const POLL_MS: &str = "poll.ms";
+/// `stall.timeout.ms`
+pub const STALL_TIMEOUT_MS: &str = "stall.timeout.ms";
 /// `replication.factor`
 pub const REPLICATION_FACTOR: &str = "replication.factor";
 /// `auto.offset.reset`
@@ -168,6 +171,7 @@ const KNOWN: &[&str] = &[
     ROCKSDB_MEMORY_BYTES,
     BUFFERED_RECORDS_PER_PARTITION,
     POLL_MS,
+    STALL_TIMEOUT_MS,
     REPLICATION_FACTOR,
     AUTO_OFFSET_RESET,
     DESERIALIZATION_HANDLER,
@@ -496,6 +500,12 @@ impl StreamsConfig {
                 i64::MAX,
             )? as usize,
             poll: Duration::from_millis(self.number(POLL_MS, 100, 0, 60_000)? as u64),
+            stall_timeout: Duration::from_millis(self.number(
+                STALL_TIMEOUT_MS,
+                30_000,
+                0,
+                i64::MAX,
+            )? as u64),
             replication_factor: self.number(REPLICATION_FACTOR, -1, -1, 32)? as i32,
             auto_offset_reset,
             consumer: prefixed("consumer."),
@@ -674,6 +684,8 @@ pub struct ResolvedConfig {
     pub buffered_records_per_partition: usize,
     /// `poll.ms`.
     pub poll: Duration,
+    /// `stall.timeout.ms` (zero: off).
+    pub stall_timeout: Duration,
     /// `replication.factor`.
     pub replication_factor: i32,
     /// `auto.offset.reset`.

@@ -151,6 +151,7 @@ pub(crate) fn exception_name(error: &StreamsError) -> &'static str {
         }
         StreamsError::Processing { .. } => "StreamsError::Processing",
         StreamsError::TaskMigrated { .. } => "StreamsError::TaskMigrated",
+        StreamsError::ConsumerStuck { .. } => "StreamsError::ConsumerStuck",
         StreamsError::TransactionAborted { .. } => "StreamsError::TransactionAborted",
         StreamsError::TaskCorrupted { .. } => "StreamsError::TaskCorrupted",
         StreamsError::StoreNotQueryable { .. } => "StreamsError::StoreNotQueryable",

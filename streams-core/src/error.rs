@@ -120,6 +120,18 @@ pub enum StreamsError {
         reason: String,
     },
 
+    /// A stream thread's consumer is stuck (see `stall.timeout.ms`): it fetched nothing from
+    /// partitions that have records waiting, or it could not find its group coordinator while
+    /// a new client could. The thread closes its tasks without committing and rejoins the group
+    /// with a new consumer and producer, resuming from the last commit.
+    #[error("the consumer of stream thread {thread} is stuck: {reason} (stall.timeout.ms)")]
+    ConsumerStuck {
+        /// The thread's name.
+        thread: String,
+        /// What it was stuck on, for how long.
+        reason: String,
+    },
+
     /// The task's local state cannot be trusted (for example its changelog was truncated); wipe
     /// it and restore from the changelog.
     #[error("task {task} has corrupted state: {reason}")]

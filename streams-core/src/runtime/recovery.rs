@@ -10,7 +10,8 @@
 //!   survived the Kafka client's own retries.
 //! - [`Recovery::Rejoin`]: as `Revive`, with a new producer (the old one was fenced or failed
 //!   fatally) and a prompt heartbeat to the group, whose answer may revoke tasks that moved to
-//!   another member. For [`StreamsError::TaskMigrated`].
+//!   another member. For [`StreamsError::TaskMigrated`], and for
+//!   [`StreamsError::ConsumerStuck`], where the consumer is replaced too.
 //! - [`Recovery::Fatal`]: no retry can fix it (a processing error the processing handler chose to
 //!   fail on, a configuration or topology error, a broken disk): the thread stops and the
 //!   uncaught exception handler decides between replacing the thread, stopping the instance and
@@ -91,7 +92,7 @@ fn kafka_code(error: &KafkaError) -> Option<RDKafkaErrorCode> {
 /// What to do about `error`; see the [module docs](self).
 pub(crate) fn classify(error: &StreamsError) -> Recovery {
     match error {
-        StreamsError::TaskMigrated { .. } => Recovery::Rejoin,
+        StreamsError::TaskMigrated { .. } | StreamsError::ConsumerStuck { .. } => Recovery::Rejoin,
         StreamsError::TransactionAborted { .. } | StreamsError::TaskCorrupted { .. } => {
             Recovery::Revive
         }

@@ -9,7 +9,9 @@
 //! [`ChangelogReader::step`] between polls of its main consumer, so a rebalance that arrives
 //! mid-restore is handled at once: revoked tasks simply stop restoring. Broker errors while
 //! reading are logged and retried on the next step (librdkafka reconnects on its own); progress is
-//! logged every few seconds.
+//! logged every few seconds. A restoration that makes no progress for `stall.timeout.ms`, with
+//! records left to read, gets new clients (librdkafka can be left stuck after a broker fault;
+//! see the stream thread's stall watchdog), which resume every partition where it stood.
 //!
 //! Progress also comes from the consumer's position, which passes offsets that carry no record
 //! (transaction markers). librdkafka resets a released partition's position only once its fetch
@@ -34,6 +36,9 @@ const WATERMARK_TIMEOUT: Duration = Duration::from_secs(30);
 /// [module docs](self)). A fetch in flight ends within `fetch.wait.max.ms` (500 ms by default).
 const RELEASE_SETTLE: Duration = Duration::from_millis(1500);
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// A pause between two steps longer than this restarts the standstill clock: the thread was
+/// busy elsewhere, and the reader's clients cannot be blamed for it.
+const STEP_GAP: Duration = Duration::from_secs(2);
 
 /// One changelog partition being restored.
 #[derive(Debug)]
@@ -82,10 +87,20 @@ pub(crate) struct ChangelogReader {
     /// Registered partitions waiting for their release to settle: where to start, and when.
     deferred: Vec<((String, i32), i64, Instant)>,
     last_progress: Instant,
+    /// The restore consumer's settings, for new clients.
+    config: ClientConfig,
+    /// How long restoration may make no progress before the clients are replaced.
+    stall_timeout: Duration,
+    /// When a partition's position last moved (or nothing was restoring).
+    moved_at: Instant,
+    /// When [`ChangelogReader::step`] last ran.
+    last_step: Instant,
     /// Records restored by this reader, all tasks together.
     pub(crate) restored_records: u64,
     /// Time spent applying restored records.
     pub(crate) restore_time: Duration,
+    /// Times the clients were replaced.
+    pub(crate) renewals: u64,
 }
 
 /// What registering a task found.
@@ -96,34 +111,68 @@ pub(crate) enum Registration {
     Restoring,
 }
 
+/// The restore consumer and the offsets client, made from the restore consumer's settings.
+fn clients(
+    config: &ClientConfig,
+) -> Result<(BaseConsumer<TracingContext>, BaseConsumer<TracingContext>)> {
+    let consumer: BaseConsumer<TracingContext> = config
+        .create_with_context(TracingContext)
+        .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
+    // End offsets come from a client that never fetches: the broker answers one request
+    // per connection at a time, and the restore consumer's fetches wait on the broker for
+    // up to fetch.wait.max.ms, which would delay every lookup by that much.
+    let mut lookup = config.clone();
+    lookup.remove("group.id");
+    if let Some(id) = config.get("client.id") {
+        lookup.set("client.id", format!("{id}-offsets"));
+    }
+    let offsets: BaseConsumer<TracingContext> = lookup
+        .create_with_context(TracingContext)
+        .map_err(|e| StreamsError::kafka("creating the changelog offsets client", e))?;
+    Ok((consumer, offsets))
+}
+
 impl ChangelogReader {
-    pub(crate) fn new(config: &ClientConfig) -> Result<Self> {
-        let consumer: BaseConsumer<TracingContext> = config
-            .create_with_context(TracingContext)
-            .map_err(|e| StreamsError::kafka("creating the restore consumer", e))?;
-        // End offsets come from a client that never fetches: the broker answers one request
-        // per connection at a time, and the restore consumer's fetches wait on the broker for
-        // up to fetch.wait.max.ms, which would delay every lookup by that much.
-        let mut lookup = config.clone();
-        lookup.remove("group.id");
-        if let Some(id) = config.get("client.id") {
-            lookup.set("client.id", format!("{id}-offsets"));
-        }
-        let offsets: BaseConsumer<TracingContext> = lookup
-            .create_with_context(TracingContext)
-            .map_err(|e| StreamsError::kafka("creating the changelog offsets client", e))?;
+    /// A reader whose clients are replaced once restoration has made no progress for
+    /// `stall_timeout` (zero: never); see the [module docs](self).
+    pub(crate) fn new(config: &ClientConfig, stall_timeout: Duration) -> Result<Self> {
+        let (consumer, offsets) = clients(config)?;
         Ok(ChangelogReader {
             consumer,
             offsets,
+            config: config.clone(),
             known_topics: BTreeSet::new(),
             active: HashMap::new(),
             tasks: BTreeMap::new(),
             released: HashMap::new(),
             deferred: Vec::new(),
             last_progress: Instant::now(),
+            stall_timeout,
+            moved_at: Instant::now(),
+            last_step: Instant::now(),
             restored_records: 0,
             restore_time: Duration::ZERO,
+            renewals: 0,
         })
+    }
+
+    /// New clients (the old ones may be stuck, see [`crate::runtime::thread`]'s stall
+    /// watchdog), with every partition still restoring assigned again where it stands.
+    pub(crate) fn renew_clients(&mut self) -> Result<()> {
+        let (consumer, offsets) = clients(&self.config)?;
+        self.consumer = consumer;
+        self.offsets = offsets;
+        self.known_topics.clear();
+        self.deferred.clear();
+        self.released.clear();
+        self.renewals += 1;
+        self.moved_at = Instant::now();
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), r) in &self.active {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(r.position))
+                .map_err(|e| StreamsError::kafka("assigning changelog partitions", e))?;
+        }
+        self.assign(&tpl)
     }
 
     /// The first and end offsets of `parts`, one request per bound (per leader) for them all.
@@ -397,11 +446,17 @@ impl ChangelogReader {
         tasks: &mut BTreeMap<TaskId, StreamTask>,
         budget: usize,
     ) -> Result<Vec<(TaskId, RestoredOffsets)>> {
+        let since_last = std::mem::replace(&mut self.last_step, Instant::now()).elapsed();
+        if self.active.is_empty() || since_last > STEP_GAP {
+            // Nothing restoring, or the thread was busy elsewhere: not the reader's standstill.
+            self.moved_at = Instant::now();
+        }
         if self.active.is_empty() {
             return Ok(Vec::new());
         }
         self.assign_settled()?;
         let started = Instant::now();
+        let positions_before: i64 = self.active.values().map(|r| r.position).sum();
         // The partitions read in this step, with their records. Records arrive in runs of one
         // partition, and a thread restores a handful of partitions: a short list searched from
         // the last hit finds each record's partition without reading its topic's name.
@@ -489,6 +544,16 @@ impl ChangelogReader {
             }
         }
         self.restore_time += started.elapsed();
+        if self.active.values().map(|r| r.position).sum::<i64>() != positions_before
+            || !self.deferred.is_empty()
+        {
+            self.moved_at = Instant::now();
+        } else if !self.stall_timeout.is_zero() && self.moved_at.elapsed() >= self.stall_timeout {
+            // Every partition left has records to read (its position is short of its end).
+            tracing::warn!(partitions = ?self.active.keys().collect::<Vec<_>>(), seconds = self.stall_timeout.as_secs(),
+                "the restore consumer read nothing from changelogs with records left (stall.timeout.ms); replacing it");
+            self.renew_clients()?;
+        }
 
         let finished: Vec<(String, i32)> = self
             .active

@@ -7,7 +7,9 @@
 //!   `commit.interval.ms`;
 //! - `rebalance`: assignment and revocation, inside `poll`;
 //! - `tasks`: creating, running and closing tasks, and recovery (close dirty, rewind, resume);
-//! - `commit`: the commit protocol of both guarantees.
+//! - `commit`: the commit protocol of both guarantees;
+//! - `stall`: the watchdog that replaces a consumer which stopped fetching partitions that have
+//!   records waiting.
 //!
 //! Errors are classified by `runtime::recovery`: expected faults (a migrated task, a fenced
 //! producer, an abortable transaction, a broker that is briefly away) are recovered from inside
@@ -23,6 +25,7 @@
 
 mod commit;
 mod rebalance;
+mod stall;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -114,6 +117,11 @@ pub struct ThreadMetrics {
     pub dropped_late: u64,
     /// Records stateful operators skipped because their key was null.
     pub dropped_null_key: u64,
+    /// Consumers replaced because they were stuck (see `stall.timeout.ms`).
+    pub consumers_replaced: u64,
+    /// Times the restore consumer was replaced: restoration made no progress for
+    /// `stall.timeout.ms`, or the main consumer was replaced.
+    pub restore_consumers_replaced: u64,
     /// Polls of the consumer that asked for records.
     pub polls: u64,
     /// Time spent in those polls (waiting included, as Kafka Streams' `poll-latency`).
@@ -177,6 +185,13 @@ pub(crate) struct ThreadCore {
     rewind_pending: bool,
     /// Rewinding failed: leave and join the group again.
     rejoin_pending: bool,
+    /// The consumer stopped fetching: rejoin with a new one.
+    replace_consumer: bool,
+    /// Watches the consumer's fetch positions; see `stall`.
+    stall: stall::StallWatch,
+    /// The consumer's settings, for the watchdog's probe.
+    consumer_config: ClientConfig,
+
     /// Ask the group coordinator for this thread's assignment at once.
     nudge_group: bool,
     /// Recoveries since the last successful commit, and since when it keeps failing.
@@ -246,6 +261,7 @@ impl ThreadCore {
         self.metrics.produced = self.producer.delivered();
         self.metrics.production_skipped = self.producer.skipped();
         self.metrics.restored = self.reader.restored_records;
+        self.metrics.restore_consumers_replaced = self.reader.renewals;
         let mut live = self.metrics;
         live.dead_lettered += self.producer.dead_lettered();
         for task in self.tasks.values() {
@@ -386,6 +402,7 @@ impl ThreadCore {
             self.start_commit(consumer)?;
         }
         self.producer.check_failures()?;
+        self.check_stalls()?;
         self.report();
         Ok(())
     }
@@ -633,7 +650,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         assignment_changed: false,
         waiting_for_lock: BTreeMap::new(),
         retry_at: None,
-        reader: ChangelogReader::new(&setup.restore_consumer)?,
+        reader: ChangelogReader::new(&setup.restore_consumer, setup.config.stall_timeout)?,
         producer,
         producer_config: setup.producer.clone(),
         purger: crate::runtime::purge::RepartitionPurger::new(&setup.config, &setup.topology)?,
@@ -661,6 +678,9 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         rewind_to: HashMap::new(),
         rewind_pending: false,
         rejoin_pending: false,
+        replace_consumer: false,
+        stall: stall::StallWatch::new(setup.config.stall_timeout),
+        consumer_config: setup.consumer.clone(),
         nudge_group: false,
         recoveries_in_a_row: 0,
         failing_since: None,
@@ -673,13 +693,16 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
         group_answered: false,
         up_without_partitions: 0,
     }));
-    let consumer: Consumer_ = setup
-        .consumer
-        .create_with_context(ThreadContext {
-            core: core.clone(),
-            resets: setup.topology.offset_resets(&app),
-        })
-        .map_err(|e| StreamsError::kafka(format!("creating the consumer of {}", setup.name), e))?;
+    let new_consumer = || -> Result<Consumer_> {
+        setup
+            .consumer
+            .create_with_context(ThreadContext {
+                core: core.clone(),
+                resets: setup.topology.offset_resets(&app),
+            })
+            .map_err(|e| StreamsError::kafka(format!("creating the consumer of {}", setup.name), e))
+    };
+    let mut consumer = new_consumer()?;
     let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer
         .subscribe(&topic_refs)
@@ -740,7 +763,7 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                     next = consumer.poll(Duration::ZERO);
                 }
             }
-            let (nudge, rejoin) = {
+            let (nudge, rejoin, replace) = {
                 let mut c = lock(&core);
                 if wants_records {
                     c.metrics.polls += 1;
@@ -755,15 +778,23 @@ pub(crate) fn run(setup: ThreadSetup) -> Result<()> {
                     }
                 }
                 let nudge = std::mem::take(&mut c.nudge_group) || c.handoffs.nudge_due();
-                (nudge, std::mem::take(&mut c.rejoin_pending))
+                let replace = std::mem::take(&mut c.replace_consumer);
+                (nudge, std::mem::take(&mut c.rejoin_pending), replace)
             };
-            if rejoin {
+            if rejoin || replace {
                 // Leaving revokes everything (the tasks are closed already); joining again
                 // starts every partition at its committed offset.
                 consumer.unsubscribe();
                 lock(&core).handoffs.changed();
             }
-            if nudge || rejoin {
+            if replace {
+                // Dropping the consumer serves its revocation (outside the core's lock, which
+                // the callback takes) and leaves the group.
+                drop(std::mem::replace(&mut consumer, new_consumer()?));
+                lock(&core).consumer_replaced()?;
+                tracing::warn!(thread = %setup.name, "consumer and restore consumer replaced; rejoining the group");
+            }
+            if nudge || rejoin || replace {
                 tracing::debug!(thread = %setup.name, "asking the group coordinator for this thread's assignment");
                 if let Err(e) = consumer.subscribe(&topic_refs) {
                     tracing::warn!(thread = %setup.name, error = %e, "re-subscribing");

@@ -64,6 +64,11 @@ impl ClientContext for ThreadContext {
         for (topic, t) in &statistics.topics {
             for (partition, p) in &t.partitions {
                 let key = (topic.clone(), *partition);
+                if *partition >= 0 {
+                    tracing::trace!(thread = %core.name, topic, partition, broker = p.broker, leader = p.leader,
+                        fetch_state = %p.fetch_state, next = p.next_offset, app = p.app_offset,
+                        hi = p.hi_offset, lag = p.consumer_lag, fetchq = p.fetchq_cnt, "partition statistics");
+                }
                 // -1 is librdkafka's internal unassigned partition; a lag of -1 is unknown.
                 if *partition >= 0 && p.consumer_lag >= 0 && core.assigned.contains(&key) {
                     lags.insert(key, p.consumer_lag);
@@ -71,6 +76,7 @@ impl ClientContext for ThreadContext {
             }
         }
         core.lags = lags;
+        core.watch_consumer(&statistics);
     }
 }
 
