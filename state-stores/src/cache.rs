@@ -4,7 +4,8 @@
 //! Entries are *dirty* from their write until a flush writes them down, then *clean* (kept for
 //! reads until evicted). A clean entry's value is what the store below holds; when it is written
 //! again, that value is kept with it (`below`), so that a flush which must report old values
-//! (KTable changes) need not read the store for it. Sizes are estimates: key and value bytes plus
+//! (KTable changes) need not read the store for it; a cache whose flushes report no old values
+//! drops it instead. Sizes are estimates: key and value bytes plus
 //! a fixed per-entry overhead for the index and list nodes.
 //!
 //! Layout, for the per-record path (an aggregate reads and writes one key per record): entries
@@ -165,11 +166,23 @@ pub(crate) struct RecordCache {
     dirty_count: usize,
     bytes: usize,
     budget: CacheBudget,
+    /// Whether an overwritten clean value is kept as `below` (only a cache whose flushes report
+    /// old values needs it; the others free it at once and fit more entries in the budget).
+    keep_below: bool,
 }
 
 impl RecordCache {
+    /// A cache charging `budget`, keeping the store's values below overwritten entries when
+    /// `keep_below` (for flushes that report old values).
+    pub(crate) fn with_below(budget: CacheBudget, keep_below: bool) -> Self {
+        let mut cache = Self::new(budget);
+        cache.keep_below = keep_below;
+        cache
+    }
+
     pub(crate) fn new(budget: CacheBudget) -> Self {
         RecordCache {
+            keep_below: true,
             index: HashMap::default(),
             slots: Vec::new(),
             free: Vec::new(),
@@ -257,7 +270,7 @@ impl RecordCache {
         let old_size = size_of(key, entry);
         let was_dirty = entry.dirty;
         let previous = std::mem::replace(&mut entry.value, value);
-        if !was_dirty {
+        if !was_dirty && self.keep_below {
             // A clean value is the one below: keep it for the flush's old value.
             entry.below = Some(previous);
         }
@@ -559,6 +572,31 @@ mod tests {
         );
         assert!(cache.take_dirty().is_empty());
         assert_eq!(cache.len(), 3, "clean entries stay for reads");
+    }
+
+    /// A cache whose flushes report no old values frees an overwritten clean value at once, and
+    /// charges the budget only for what it holds.
+    #[test]
+    fn a_cache_without_old_values_keeps_nothing_below() {
+        let budget = CacheBudget::new(1 << 20);
+        let mut cache = RecordCache::with_below(budget.clone(), false);
+        cache.put(b"a", Some(b"1".to_vec()));
+        cache.take_dirty();
+        let clean = budget.used_bytes();
+        cache.put(b"a", Some(b"2".to_vec()));
+        assert_eq!(
+            budget.used_bytes(),
+            clean,
+            "same key and value sizes, nothing below"
+        );
+        assert_eq!(
+            cache.take_dirty(),
+            vec![DirtyEntry {
+                key: b"a".to_vec(),
+                value: Some(b"2".to_vec()),
+                below: None,
+            }]
+        );
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl CachingKeyValueStore {
     pub fn new(inner: Box<dyn KeyValueBytesStore>, config: CachingConfig) -> Self {
         CachingKeyValueStore {
             inner,
-            cache: RecordCache::new(config.budget),
+            cache: RecordCache::with_below(config.budget, config.emit == EmitMode::NewAndOld),
             emit: config.emit,
             emissions: Vec::new(),
         }
@@ -235,7 +235,7 @@ impl CachingWindowStore {
         let observed = inner.observed_stream_time();
         CachingWindowStore {
             inner,
-            cache: RecordCache::new(config.budget),
+            cache: RecordCache::with_below(config.budget, config.emit == EmitMode::NewAndOld),
             emit: config.emit,
             emissions: Vec::new(),
             observed,
@@ -371,7 +371,7 @@ impl CachingSessionStore {
         let observed = inner.observed_stream_time();
         CachingSessionStore {
             inner,
-            cache: RecordCache::new(config.budget),
+            cache: RecordCache::with_below(config.budget, config.emit == EmitMode::NewAndOld),
             emit: config.emit,
             emissions: Vec::new(),
             observed,
