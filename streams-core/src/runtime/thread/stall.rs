@@ -17,7 +17,9 @@
 //! up, or a coordinator that is really away, looks the same, so a short-lived client with its
 //! own view of the cluster then checks: the suspects' end offsets (at the consumer's isolation
 //! level), or the group's committed offsets. If records wait past a suspect's position, or the
-//! new client reaches the coordinator, the thread closes its tasks without committing and
+//! new client reaches the coordinator, and a second check a timeout later finds the same (a
+//! consumer reconnecting after an outage recovers on its own meanwhile), the thread closes its
+//! tasks without committing and
 //! rejoins the group with a new consumer, producer and restore consumer, resuming from the last
 //! commit. Otherwise the suspect is looked at again only after another timeout.
 
@@ -42,6 +44,9 @@ struct Seen {
     position: i64,
     /// Since when the position has not moved while the thread wanted records.
     since: Instant,
+    /// A probe already found records waiting past this position: a second finding, a timeout
+    /// later, convicts.
+    struck: bool,
 }
 
 /// The watchdog of one stream thread (see the [module docs](self)).
@@ -53,6 +58,8 @@ pub(crate) struct StallWatch {
     seen: HashMap<(String, i32), Seen>,
     /// Since when the consumer's group state has not been `up` (no coordinator).
     group_down_since: Option<Instant>,
+    /// A probe already reached the coordinator during this standstill.
+    group_struck: bool,
 }
 
 impl StallWatch {
@@ -61,6 +68,7 @@ impl StallWatch {
             timeout,
             seen: HashMap::new(),
             group_down_since: None,
+            group_struck: false,
         }
     }
 
@@ -85,6 +93,7 @@ impl StallWatch {
                 *seen = Seen {
                     position,
                     since: now,
+                    struck: false,
                 }
             }
             None => {
@@ -93,6 +102,7 @@ impl StallWatch {
                     Seen {
                         position,
                         since: now,
+                        struck: false,
                     },
                 );
             }
@@ -103,6 +113,7 @@ impl StallWatch {
     pub(crate) fn observe_group(&mut self, now: Instant, up: bool) {
         if up || self.timeout.is_zero() {
             self.group_down_since = None;
+            self.group_struck = false;
         } else {
             self.group_down_since.get_or_insert(now);
         }
@@ -118,6 +129,35 @@ impl StallWatch {
     pub(crate) fn acquit_group(&mut self, now: Instant) {
         if self.group_down_since.is_some() {
             self.group_down_since = Some(now);
+        }
+        self.group_struck = false;
+    }
+
+    /// A new client reached the coordinator while the consumer had none: whether it had already,
+    /// a timeout ago (convicted). A first finding waits another timeout, so a consumer that
+    /// is merely reconnecting after an outage (librdkafka backs off up to 10 s) recovers on its
+    /// own first.
+    pub(crate) fn strike_group(&mut self, now: Instant) -> bool {
+        if self.group_struck {
+            return true;
+        }
+        self.acquit_group(now);
+        self.group_struck = true;
+        false
+    }
+
+    /// A probe found records waiting past `partition`'s position: whether it had already, a
+    /// timeout ago, with the position unmoved since (convicted). A first finding waits another
+    /// timeout, for the same reason as [`Self::strike_group`].
+    pub(crate) fn strike(&mut self, partition: &(String, i32), now: Instant) -> bool {
+        match self.seen.get_mut(partition) {
+            Some(seen) if seen.struck => true,
+            Some(seen) => {
+                seen.struck = true;
+                seen.since = now;
+                false
+            }
+            None => false,
         }
     }
 
@@ -135,6 +175,7 @@ impl StallWatch {
     pub(crate) fn clear(&mut self) {
         self.seen.clear();
         self.group_down_since = None;
+        self.group_struck = false;
     }
 
     /// Partitions whose position has stood still for the timeout, with that position.
@@ -156,6 +197,7 @@ impl StallWatch {
     pub(crate) fn acquit(&mut self, partition: &(String, i32), now: Instant) {
         if let Some(seen) = self.seen.get_mut(partition) {
             seen.since = now;
+            seen.struck = false;
         }
     }
 }
@@ -234,13 +276,19 @@ impl ThreadCore {
         }
         let ends = probe_ends(&self.consumer_config, &self.name, &suspects);
         let stalled = stalled(&suspects, &ends);
-        if stalled.is_empty() {
-            tracing::debug!(thread = %self.name, ?suspects, ?ends, "partitions whose fetch position stood still have nothing waiting");
-            for (p, _) in &suspects {
+        let mut convicted = Vec::new();
+        for (p, _) in &suspects {
+            if !stalled.contains(p) {
                 self.stall.acquit(p, now);
+            } else if self.stall.strike(p, now) {
+                convicted.push(p.clone());
             }
+        }
+        if convicted.is_empty() {
+            tracing::debug!(thread = %self.name, ?suspects, ?ends, ?stalled, "partitions whose fetch position stood still: looking again after another timeout");
             return None;
         }
+        let stalled = convicted;
         let detail: Vec<String> = suspects
             .iter()
             .filter(|(p, _)| stalled.contains(p))
@@ -251,7 +299,7 @@ impl ThreadCore {
             .collect();
         Some(format!(
             "it fetched nothing for {} s from {}, where records wait",
-            self.stall.timeout().as_secs(),
+            2 * self.stall.timeout().as_secs(),
             detail.join(", ")
         ))
     }
@@ -263,9 +311,13 @@ impl ThreadCore {
             self.stall.acquit_group(now);
             return None;
         }
+        if !self.stall.strike_group(now) {
+            tracing::debug!(thread = %self.name, "a new client reached the group coordinator the consumer has not had; looking again after another timeout");
+            return None;
+        }
         Some(format!(
-            "it has not had its group coordinator for {} s, which a new client found at once",
-            down.as_secs()
+            "it has not had its group coordinator for {} s, which new clients found at once",
+            down.as_secs() + self.stall.timeout().as_secs()
         ))
     }
 }
@@ -442,6 +494,36 @@ mod tests {
         assert_eq!(w.suspects(at(60)), vec![(p(0), 10)]);
         w.clear();
         assert!(w.suspects(at(1000)).is_empty());
+    }
+
+    #[test]
+    fn a_suspect_is_convicted_by_a_second_finding_a_timeout_later_unless_it_moved() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut w = StallWatch::new(Duration::from_secs(30));
+        w.observe(at(0), p(0), 10, 0, true);
+        assert!(!w.strike(&p(0), at(30)), "a first finding only waits");
+        assert!(w.suspects(at(59)).is_empty());
+        assert_eq!(w.suspects(at(60)).len(), 1);
+        assert!(w.strike(&p(0), at(60)), "the second convicts");
+
+        w.observe(at(61), p(1), 10, 0, true);
+        assert!(!w.strike(&p(1), at(91)));
+        w.observe(at(92), p(1), 11, 0, true); // it moved: the first finding is forgotten
+        assert!(!w.strike(&p(1), at(122)));
+        w.acquit(&p(1), at(123));
+        assert!(
+            !w.strike(&p(1), at(153)),
+            "an acquittal forgets the finding too"
+        );
+
+        w.observe_group(at(0), false);
+        assert!(!w.strike_group(at(30)));
+        assert_eq!(w.group_down_for(at(59)), None);
+        assert!(w.strike_group(at(60)));
+        w.observe_group(at(61), true);
+        w.observe_group(at(62), false);
+        assert!(!w.strike_group(at(92)), "up in between: start over");
     }
 
     #[test]
