@@ -99,6 +99,16 @@ fn thread_total(
     streams.metrics().threads.iter().map(metric).sum()
 }
 
+/// Waits (at most `timeout`) until every value of [`INPUT`] is in `a`'s output, and checks that
+/// nothing else is.
+fn assert_all_input_out(a: &App, timeout: Duration) {
+    let out = read_values(&a.kafka, &a.output, timeout, |v| {
+        INPUT.iter().all(|x| v.iter().any(|y| y == x))
+    });
+    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
+    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+}
+
 /// Closes `streams` and checks that it ended NotRunning (the error, if any, in the message).
 fn close_cleanly(streams: &KafkaStreams) {
     assert!(streams.close(Duration::from_secs(30)));
@@ -322,11 +332,7 @@ fn survives(inject: impl FnOnce(&EmbeddedKafka)) -> u64 {
     produce(&a.kafka, &a.input, &INPUT);
     inject(&a.kafka);
     a.streams.start().expect("start");
-    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
-        INPUT.iter().all(|x| v.iter().any(|y| y == x))
-    });
-    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
-    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert_all_input_out(&a, Duration::from_secs(90));
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     let recoveries = thread_total(&a.streams, |t| t.recoveries);
     close_cleanly(&a.streams);
@@ -424,11 +430,7 @@ fn a_commit_stuck_in_the_kafka_client_is_given_up_and_the_producer_replaced() {
     // The new producer carries on: records sent after the outage come out too.
     produce(&a.kafka, &a.input, third);
 
-    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
-        INPUT.iter().all(|x| v.iter().any(|y| y == x))
-    });
-    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
-    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert_all_input_out(&a, Duration::from_secs(90));
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     wait_for(
         "the given-up commit to be counted as a recovery",
@@ -472,11 +474,7 @@ fn a_consumer_that_stops_fetching_is_replaced_and_nothing_is_lost() {
         Duration::from_secs(60),
         || thread_total(&a.streams, |t| t.consumers_replaced) >= 1,
     );
-    let out = read_values(&a.kafka, &a.output, Duration::from_secs(90), |v| {
-        INPUT.iter().all(|x| v.iter().any(|y| y == x))
-    });
-    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
-    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert_all_input_out(&a, Duration::from_secs(90));
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     close_cleanly(&a.streams);
 }
@@ -631,11 +629,7 @@ fn an_at_least_once_commit_waits_for_its_outputs_to_be_acknowledged() {
         Duration::from_secs(60),
         || committed_offset(&a.kafka, &a.id, &a.input) == Some(INPUT.len() as i64),
     );
-    let out = read_values(&a.kafka, &a.output, Duration::from_secs(30), |v| {
-        INPUT.iter().all(|x| v.iter().any(|y| y == x))
-    });
-    let got: BTreeSet<&str> = out.iter().map(String::as_str).collect();
-    assert_eq!(got, INPUT.iter().copied().collect::<BTreeSet<_>>());
+    assert_all_input_out(&a, Duration::from_secs(30));
     assert!(a.streams.error().is_none(), "{:?}", a.streams.error());
     close_cleanly(&a.streams);
 }
