@@ -132,6 +132,58 @@ fn clients(
     Ok((consumer, offsets))
 }
 
+/// The first and end offsets (the last stable one under read_committed) of `parts`, read
+/// by `client`: one request per bound (per leader) for them all, each within `timeout`.
+pub(crate) fn watermarks(
+    client: &BaseConsumer<TracingContext>,
+    parts: &BTreeSet<(String, i32)>,
+    timeout: Duration,
+) -> Result<HashMap<(String, i32), (i64, i64)>> {
+    let mut found: HashMap<(String, i32), (i64, i64)> = HashMap::new();
+    if parts.is_empty() {
+        return Ok(found);
+    }
+    for (bound, which) in [(Offset::Beginning, 0), (Offset::End, 1)] {
+        let mut query = TopicPartitionList::new();
+        for (topic, partition) in parts {
+            query
+                .add_partition_offset(topic, *partition, bound)
+                .map_err(|e| StreamsError::kafka(format!("querying {topic}-{partition}"), e))?;
+        }
+        let answer = client
+            .offsets_for_times(query, timeout)
+            .map_err(|e| StreamsError::kafka(format!("reading the offsets of {parts:?}"), e))?;
+        for e in answer.elements() {
+            let what = || format!("reading the offsets of {}-{}", e.topic(), e.partition());
+            if let Err(err) = e.error() {
+                return Err(StreamsError::kafka(what(), err));
+            }
+            let Offset::Offset(offset) = e.offset() else {
+                return Err(StreamsError::Fatal(format!(
+                    "{}: the broker answered {:?}",
+                    what(),
+                    e.offset()
+                )));
+            };
+            let entry = found
+                .entry((e.topic().to_owned(), e.partition()))
+                .or_default();
+            if which == 0 {
+                entry.0 = offset;
+            } else {
+                entry.1 = offset;
+            }
+        }
+    }
+    if let Some(missing) = parts.iter().find(|p| !found.contains_key(*p)) {
+        return Err(StreamsError::Fatal(format!(
+            "the broker gave no offsets for {}-{}",
+            missing.0, missing.1
+        )));
+    }
+    Ok(found)
+}
+
 impl ChangelogReader {
     /// A reader whose clients are replaced once restoration has made no progress for
     /// `stall_timeout` (zero: never); see the [module docs](self).
@@ -175,67 +227,6 @@ impl ChangelogReader {
         self.assign(&tpl)
     }
 
-    /// The first and end offsets of `parts`, one request per bound (per leader) for them all.
-    fn watermarks(
-        &self,
-        parts: &BTreeSet<(String, i32)>,
-    ) -> Result<HashMap<(String, i32), (i64, i64)>> {
-        let mut found: HashMap<(String, i32), (i64, i64)> = HashMap::new();
-        if parts.is_empty() {
-            return Ok(found);
-        }
-        for (bound, which) in [(Offset::Beginning, 0), (Offset::End, 1)] {
-            let mut query = TopicPartitionList::new();
-            for (topic, partition) in parts {
-                query
-                    .add_partition_offset(topic, *partition, bound)
-                    .map_err(|e| {
-                        StreamsError::kafka(format!("querying changelog {topic}-{partition}"), e)
-                    })?;
-            }
-            let answer = self
-                .offsets
-                .offsets_for_times(query, WATERMARK_TIMEOUT)
-                .map_err(|e| {
-                    StreamsError::kafka(format!("reading the offsets of changelogs {parts:?}"), e)
-                })?;
-            for e in answer.elements() {
-                let what = || {
-                    format!(
-                        "reading the offsets of changelog {}-{}",
-                        e.topic(),
-                        e.partition()
-                    )
-                };
-                if let Err(err) = e.error() {
-                    return Err(StreamsError::kafka(what(), err));
-                }
-                let Offset::Offset(offset) = e.offset() else {
-                    return Err(StreamsError::Fatal(format!(
-                        "{}: the broker answered {:?}",
-                        what(),
-                        e.offset()
-                    )));
-                };
-                let entry = found
-                    .entry((e.topic().to_owned(), e.partition()))
-                    .or_default();
-                if which == 0 {
-                    entry.0 = offset;
-                } else {
-                    entry.1 = offset;
-                }
-            }
-        }
-        if let Some(missing) = parts.iter().find(|p| !found.contains_key(*p)) {
-            return Err(StreamsError::Fatal(format!(
-                "the broker gave no offsets for changelog {}-{}",
-                missing.0, missing.1
-            )));
-        }
-        Ok(found)
-    }
-
     /// Starts restoring `tasks`' stores, looking up all their changelogs' offsets together.
     /// Each task's answer is its own: a checkpoint that points outside the log means that
     /// task's local state cannot be trusted ([`StreamsError::TaskCorrupted`]).
@@ -248,7 +239,7 @@ impl ChangelogReader {
                     .map(|c| (c.topic.clone(), c.partition))
             })
             .collect();
-        let marks = self.watermarks(&parts)?;
+        let marks = watermarks(&self.offsets, &parts, WATERMARK_TIMEOUT)?;
         if self.active.is_empty() {
             self.last_progress = Instant::now();
         }

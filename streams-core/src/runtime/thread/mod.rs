@@ -191,7 +191,6 @@ pub(crate) struct ThreadCore {
     stall: stall::StallWatch,
     /// The consumer's settings, for the watchdog's probe.
     consumer_config: ClientConfig,
-
     /// Ask the group coordinator for this thread's assignment at once.
     nudge_group: bool,
     /// Recoveries since the last successful commit, and since when it keeps failing.

@@ -23,15 +23,16 @@
 //! rejoins the group with a new consumer, producer and restore consumer, resuming from the last
 //! commit. Otherwise the suspect is looked at again only after another timeout.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, TopicPartitionList};
 
 use super::ThreadCore;
 use crate::error::{Result, StreamsError};
 use crate::runtime::client_log::TracingContext;
+use crate::runtime::restore::watermarks;
 use crate::task::TaskId;
 
 /// How long the probe waits for each of its two answers.
@@ -373,9 +374,9 @@ fn probe_client(
     }
 }
 
-/// Reads the end offsets of `suspects` (and, for those whose position is unknown, their
-/// beginnings) with a [`probe_client`]: two requests in all, each bounded by [`PROBE_TIMEOUT`].
-/// Partitions it cannot read are left out: an unreachable cluster is not a stuck consumer.
+/// Reads the `(first, end)` offsets of `suspects` with a [`probe_client`]
+/// ([`watermarks`]: two requests in all, each bounded by [`PROBE_TIMEOUT`]). Nothing when they
+/// cannot all be read: an unreachable cluster is not a stuck consumer.
 pub(crate) fn probe_ends(
     consumer_config: &ClientConfig,
     thread: &str,
@@ -384,44 +385,11 @@ pub(crate) fn probe_ends(
     let Some(client) = probe_client(consumer_config, thread, false) else {
         return HashMap::new();
     };
-    // Special timestamps: the latest offset (the last stable one under read_committed), and
-    // the earliest.
-    let read = |which: Offset, partitions: &mut dyn Iterator<Item = &(String, i32)>| {
-        let mut tpl = TopicPartitionList::new();
-        for (topic, partition) in partitions {
-            // Adding an offset to a new entry cannot fail.
-            let _ = tpl.add_partition_offset(topic, *partition, which);
-        }
-        let mut found = HashMap::new();
-        if tpl.count() == 0 {
-            return found;
-        }
-        match client.offsets_for_times(tpl, PROBE_TIMEOUT) {
-            Ok(answer) => {
-                for e in answer.elements() {
-                    if let (Ok(()), Offset::Offset(o)) = (e.error(), e.offset()) {
-                        found.insert((e.topic().to_owned(), e.partition()), o);
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::debug!(thread, error = %e, "reading the offsets of stalled partitions");
-            }
-        }
-        found
-    };
-    let highs = read(Offset::End, &mut suspects.iter().map(|(p, _)| p));
-    let lows = read(
-        Offset::Beginning,
-        &mut suspects.iter().filter(|(_, pos)| *pos < 0).map(|(p, _)| p),
-    );
-    highs
-        .into_iter()
-        .map(|(p, high)| {
-            let low = lows.get(&p).copied().unwrap_or(0);
-            (p, (low, high))
-        })
-        .collect()
+    let parts: BTreeSet<(String, i32)> = suspects.iter().map(|(p, _)| p.clone()).collect();
+    watermarks(&client, &parts, PROBE_TIMEOUT).unwrap_or_else(|e| {
+        tracing::debug!(thread, error = %e, "reading the offsets of stalled partitions");
+        HashMap::new()
+    })
 }
 
 /// Whether a [`probe_client`] in the thread's group reaches the group's coordinator: it reads
